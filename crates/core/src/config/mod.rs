@@ -1,0 +1,760 @@
+//! The kubelet's configuration: `KubeletConfiguration` (kubelet.config.k8s.io/v1beta1) loaded from
+//! the `--config` file, overridden by command-line flags, on top of upstream's defaults.
+//!
+//! Precedence is upstream's: flag > config file > default. Fields are declared once, in the
+//! [`kubelet_configuration!`] invocation below, which generates
+//! * [`KubeletConfiguration`], the resolved configuration (every field has a value);
+//! * [`KubeletConfigFile`], the same fields as `Option`s: what a file (or the flags) set;
+//! * the list of known field names, used to warn about fields rkubelet does not implement.
+//!
+//! As upstream's scheme defaulting does, a file value equal to Go's zero value ("0s", "", 0) of a
+//! non-pointer field counts as unset (kubeadm writes `fileCheckFrequency: 0s` and friends);
+//! pointer fields in upstream (`healthzPort`, `resolvConf`, `registryPullQPS`, …) keep an explicit
+//! zero. Flags are applied last and always win, as upstream re-parses the flags over the file.
+
+mod duration;
+
+pub use duration::{DurationError, format_duration, parse_duration, serde_go_duration};
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// `apiVersion` of the kubelet configuration file.
+pub const API_VERSION: &str = "kubelet.config.k8s.io/v1beta1";
+/// `kind` of the kubelet configuration file.
+pub const KIND: &str = "KubeletConfiguration";
+
+/// Errors loading or validating the kubelet configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("failed to read kubelet config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Malformed YAML/JSON. `message` includes the line and column when known.
+    #[error("failed to parse kubelet config file {path}: {message}")]
+    Parse { path: PathBuf, line: Option<usize>, message: String },
+    #[error("kubelet config file {path} must contain a YAML or JSON object, found {found}")]
+    NotAnObject { path: PathBuf, found: &'static str },
+    /// `kind` or `apiVersion` is missing or not the expected value.
+    #[error("kubelet config file {path}: {field} is {}, expected {expected:?}", found.as_deref().map_or_else(|| "missing".to_owned(), |f| format!("{f:?}")))]
+    WrongType { path: PathBuf, field: &'static str, found: Option<String>, expected: &'static str },
+    #[error("kubelet config file {path}: invalid value for {field}: {reason}")]
+    Field { path: PathBuf, field: &'static str, reason: String },
+    /// The resolved configuration failed validation; one message per problem.
+    #[error("invalid configuration: {}", .0.join("; "))]
+    Invalid(Vec<String>),
+}
+
+/// Whether upstream's Go field is a plain value (zero means "unset, use the default") or a
+/// pointer (an explicit zero is kept).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum GoField {
+    Value,
+    Ptr,
+}
+
+/// A type usable as a KubeletConfiguration field.
+trait FieldValue: Sized {
+    fn from_json(v: &Value) -> Result<Self, String>;
+    fn to_json(&self) -> Value;
+    /// Go's zero value for the field's type.
+    fn is_go_zero(&self) -> bool;
+    /// Combines this (higher-precedence) value with the layer below it. Replaces by default.
+    fn layer(self, _lower: &Self) -> Self {
+        self
+    }
+}
+
+fn describe(v: &Value) -> String {
+    match v {
+        Value::String(s) => format!("{s:?}"),
+        other => other.to_string(),
+    }
+}
+
+impl FieldValue for String {
+    fn from_json(v: &Value) -> Result<Self, String> {
+        v.as_str().map(str::to_owned).ok_or_else(|| format!("expected a string, got {}", describe(v)))
+    }
+    fn to_json(&self) -> Value {
+        Value::String(self.clone())
+    }
+    fn is_go_zero(&self) -> bool {
+        self.is_empty()
+    }
+}
+
+impl FieldValue for bool {
+    fn from_json(v: &Value) -> Result<Self, String> {
+        v.as_bool().ok_or_else(|| format!("expected true or false, got {}", describe(v)))
+    }
+    fn to_json(&self) -> Value {
+        Value::Bool(*self)
+    }
+    fn is_go_zero(&self) -> bool {
+        !*self
+    }
+}
+
+macro_rules! int_field_value {
+    ($($t:ty),*) => {$(
+        impl FieldValue for $t {
+            fn from_json(v: &Value) -> Result<Self, String> {
+                let out_of_range = || {
+                    format!("expected an integer between {} and {}, got {}", <$t>::MIN, <$t>::MAX, describe(v))
+                };
+                if let Some(n) = v.as_i64() {
+                    <$t>::try_from(n).map_err(|_| out_of_range())
+                } else if let Some(n) = v.as_u64() {
+                    <$t>::try_from(n).map_err(|_| out_of_range())
+                } else {
+                    Err(out_of_range())
+                }
+            }
+            fn to_json(&self) -> Value {
+                Value::from(*self)
+            }
+            fn is_go_zero(&self) -> bool {
+                *self == 0
+            }
+        }
+    )*};
+}
+int_field_value!(u16, u32, i64);
+
+impl FieldValue for Vec<String> {
+    fn from_json(v: &Value) -> Result<Self, String> {
+        match v {
+            Value::Null => Ok(Vec::new()),
+            Value::Array(items) => items.iter().map(String::from_json).collect(),
+            other => Err(format!("expected a list of strings, got {}", describe(other))),
+        }
+    }
+    fn to_json(&self) -> Value {
+        Value::Array(self.iter().cloned().map(Value::String).collect())
+    }
+    fn is_go_zero(&self) -> bool {
+        self.is_empty()
+    }
+}
+
+impl FieldValue for Duration {
+    fn from_json(v: &Value) -> Result<Self, String> {
+        let s = v.as_str().ok_or_else(|| format!("expected a duration string such as \"20s\", got {}", describe(v)))?;
+        parse_duration(s).map_err(|e| e.to_string())
+    }
+    fn to_json(&self) -> Value {
+        Value::String(format_duration(*self))
+    }
+    fn is_go_zero(&self) -> bool {
+        self.is_zero()
+    }
+}
+
+/// Opaque nested structures (authentication, authorization) until they are modelled: the file's
+/// object is merged key by key over the defaults, like upstream's per-field defaulting. Zero
+/// durations ("0s", as kubeadm writes them) fall back to the default underneath.
+impl FieldValue for Value {
+    fn from_json(v: &Value) -> Result<Self, String> {
+        Ok(v.clone())
+    }
+    fn to_json(&self) -> Value {
+        self.clone()
+    }
+    fn is_go_zero(&self) -> bool {
+        self.is_null()
+    }
+    fn layer(self, lower: &Self) -> Self {
+        merge_json(self, lower)
+    }
+}
+
+fn merge_json(upper: Value, lower: &Value) -> Value {
+    match (upper, lower) {
+        (Value::Object(mut up), Value::Object(low)) => {
+            for (key, low_value) in low {
+                let merged = match up.remove(key) {
+                    Some(up_value) => merge_json(up_value, low_value),
+                    None => low_value.clone(),
+                };
+                up.insert(key.clone(), merged);
+            }
+            Value::Object(up)
+        }
+        (Value::Null, lower) => lower.clone(),
+        (Value::String(s), Value::String(low))
+            if parse_duration(&s).is_ok_and(|d| d.is_zero()) && parse_duration(low).is_ok() =>
+        {
+            Value::String(low.clone())
+        }
+        (upper, _) => upper,
+    }
+}
+
+/// flag > file > default for one field.
+fn resolve_field<T: FieldValue>(flag: Option<T>, file: Option<T>, default: T, go: GoField) -> T {
+    let file = file.filter(|v| go == GoField::Ptr || !v.is_go_zero());
+    let below_flag = match file {
+        Some(v) => v.layer(&default),
+        None => default,
+    };
+    match flag {
+        Some(v) => v.layer(&below_flag),
+        None => below_flag,
+    }
+}
+
+macro_rules! kubelet_configuration {
+    (
+        file {
+            $( $(#[doc = $doc:literal])* $json:literal => $field:ident : $ty:ty = $default:expr, $go:ident; )*
+        }
+        runtime {
+            $( $(#[doc = $rdoc:literal])* $rfield:ident : $rty:ty = $rdefault:expr; )*
+        }
+    ) => {
+        /// The resolved kubelet configuration. Serializes as a `KubeletConfiguration` object
+        /// (runtime-only settings are not part of the file format and are skipped).
+        #[derive(Debug, Clone, PartialEq)]
+        pub struct KubeletConfiguration {
+            $( $(#[doc = $doc])* pub $field: $ty, )*
+            $( $(#[doc = $rdoc])* pub $rfield: $rty, )*
+        }
+
+        /// The file-backed fields of [`KubeletConfiguration`], each `None` when not set. Used both
+        /// for what a config file contains and for what command-line flags override.
+        #[derive(Debug, Clone, Default, PartialEq)]
+        pub struct KubeletConfigFile {
+            $( $(#[doc = $doc])* pub $field: Option<$ty>, )*
+        }
+
+        impl Default for KubeletConfiguration {
+            /// Upstream's defaults (`pkg/kubelet/apis/config/v1beta1/defaults.go`).
+            fn default() -> Self {
+                Self {
+                    $( $field: $default, )*
+                    $( $rfield: $rdefault, )*
+                }
+            }
+        }
+
+        impl KubeletConfigFile {
+            /// The field names (camelCase, as in the file) rkubelet understands.
+            pub const FIELDS: &'static [&'static str] = &[$($json),*];
+
+            /// Reads the known fields of a config object; returns the names of unknown ones.
+            fn from_object(map: &Map<String, Value>, path: &Path) -> Result<(Self, Vec<String>), ConfigError> {
+                let mut out = Self::default();
+                $(
+                    // `null` means unset, as for Go's decoder.
+                    if let Some(v) = map.get($json).filter(|v| !v.is_null()) {
+                        out.$field = Some(<$ty as FieldValue>::from_json(v).map_err(|reason| {
+                            ConfigError::Field { path: path.to_owned(), field: $json, reason }
+                        })?);
+                    }
+                )*
+                let unknown = map
+                    .keys()
+                    .filter(|k| *k != "kind" && *k != "apiVersion" && !Self::FIELDS.contains(&k.as_str()))
+                    .cloned()
+                    .collect();
+                Ok((out, unknown))
+            }
+        }
+
+        impl KubeletConfiguration {
+            /// Applies precedence flag > file > default to every file-backed field. Runtime-only
+            /// fields get their defaults; the caller sets them from flags.
+            pub fn resolve(file: KubeletConfigFile, flags: KubeletConfigFile) -> Self {
+                let defaults = Self::default();
+                let mut out = Self {
+                    $( $field: resolve_field(flags.$field, file.$field, defaults.$field, GoField::$go), )*
+                    $( $rfield: defaults.$rfield, )*
+                };
+                out.normalize();
+                out
+            }
+
+            fn to_object(&self) -> Map<String, Value> {
+                let mut map = Map::new();
+                map.insert("kind".to_owned(), Value::from(KIND));
+                map.insert("apiVersion".to_owned(), Value::from(API_VERSION));
+                $( map.insert($json.to_owned(), FieldValue::to_json(&self.$field)); )*
+                map
+            }
+        }
+    };
+}
+
+kubelet_configuration! {
+    file {
+        /// Path to the directory (or single file) of static pod manifests; "" disables the file
+        /// source. `--pod-manifest-path`.
+        "staticPodPath" => static_pod_path: String = String::new(), Value;
+        /// How often the static pod path is re-listed (inotify catches changes in between).
+        /// `--file-check-frequency`, default 20s.
+        "fileCheckFrequency" => file_check_frequency: Duration = Duration::from_secs(20), Value;
+        /// Max period between synchronizing running containers and config. `--sync-frequency`,
+        /// default 1m.
+        "syncFrequency" => sync_frequency: Duration = Duration::from_secs(60), Value;
+        /// CRI endpoint. `--container-runtime-endpoint`.
+        "containerRuntimeEndpoint" => container_runtime_endpoint: String =
+            "unix:///run/containerd/containerd.sock".to_owned(), Value;
+        /// Timeout of all runtime requests except long-running ones (pull, logs, exec, attach).
+        /// `--runtime-request-timeout`, default 2m.
+        "runtimeRequestTimeout" => runtime_request_timeout: Duration = Duration::from_secs(120), Value;
+        /// Port of the localhost healthz endpoint; 0 disables it. `--healthz-port`.
+        "healthzPort" => healthz_port: u16 = 10248, Ptr;
+        /// Address of the healthz server. `--healthz-bind-address`.
+        "healthzBindAddress" => healthz_bind_address: String = "127.0.0.1".to_owned(), Value;
+        /// Where container logs are written (`<podLogsDir>/<ns>_<name>_<uid>/<container>/N.log`).
+        "podLogsDir" => pod_logs_dir: String = "/var/log/pods".to_owned(), Value;
+        /// Cluster DNS domain added to containers' search paths. `--cluster-domain`.
+        "clusterDomain" => cluster_domain: String = String::new(), Value;
+        /// DNS server IPs for pods with dnsPolicy ClusterFirst. `--cluster-dns`.
+        "clusterDNS" => cluster_dns: Vec<String> = Vec::new(), Value;
+        /// Resolver configuration used as the basis of containers' DNS; "" disables it.
+        /// `--resolv-conf`.
+        "resolvConf" => resolv_conf: String = "/etc/resolv.conf".to_owned(), Ptr;
+        /// Number of pods that can run on this node. `--max-pods`.
+        "maxPods" => max_pods: u32 = 110, Value;
+        /// Maximum number of processes per pod; -1 means no pod-level limit.
+        "podPidsLimit" => pod_pids_limit: i64 = -1, Ptr;
+        /// Pull images one at a time.
+        "serializeImagePulls" => serialize_image_pulls: bool = true, Ptr;
+        /// If > 0, limit registry pull QPS to this value; 0 means unlimited.
+        "registryPullQPS" => registry_pull_qps: u32 = 5, Ptr;
+        /// Maximum size of bursty pulls (only used if registryPullQPS > 0).
+        "registryBurst" => registry_burst: u32 = 10, Value;
+        /// Whether the kubelet's secured server (`port`) is enabled.
+        "enableServer" => enable_server: bool = true, Ptr;
+        /// IP address for the kubelet server.
+        "address" => address: String = "0.0.0.0".to_owned(), Value;
+        /// Port of the kubelet server.
+        "port" => port: u16 = 10250, Value;
+        /// Port of the read-only, unauthenticated server; 0 disables it.
+        "readOnlyPort" => read_only_port: u16 = 0, Value;
+        /// Authentication settings of the kubelet server (opaque for now).
+        "authentication" => authentication: Value = serde_json::json!({
+            "anonymous": { "enabled": false },
+            "webhook": { "enabled": true, "cacheTTL": "2m0s" },
+            "x509": {},
+        }), Value;
+        /// Authorization settings of the kubelet server (opaque for now).
+        "authorization" => authorization: Value = serde_json::json!({
+            "mode": "Webhook",
+            "webhook": { "cacheAuthorizedTTL": "5m0s", "cacheUnauthorizedTTL": "30s" },
+        }), Value;
+        /// How the kubelet sets up hairpin NAT: "promiscuous-bridge", "hairpin-veth" or "none".
+        "hairpinMode" => hairpin_mode: String = "promiscuous-bridge".to_owned(), Value;
+        /// How often the node status is computed and posted.
+        "nodeStatusUpdateFrequency" => node_status_update_frequency: Duration = Duration::from_secs(10), Value;
+        /// Duration of the node lease, in seconds.
+        "nodeLeaseDurationSeconds" => node_lease_duration_seconds: u32 = 40, Value;
+    }
+    runtime {
+        /// Directory for the kubelet's own files (volume mounts, checkpoints, …). `--root-dir`.
+        root_dir: PathBuf = PathBuf::from("/var/lib/kubelet");
+        /// Use this instead of the hostname as the node name. `--hostname-override`.
+        hostname_override: Option<String> = None;
+        /// IP address (or comma-separated dual-stack addresses) of the node. `--node-ip`.
+        node_ip: Option<String> = None;
+        /// Log verbosity (`-v`).
+        verbosity: u8 = 0;
+    }
+}
+
+impl KubeletConfiguration {
+    /// Upstream's defaulting rules that are not "zero means unset".
+    fn normalize(&mut self) {
+        // "default nil or negative value to -1 (implies node allocatable pid limit)"
+        if self.pod_pids_limit < 0 {
+            self.pod_pids_limit = -1;
+        }
+    }
+
+    /// The static pod path, `None` when the file source is disabled.
+    pub fn static_pod_path(&self) -> Option<&Path> {
+        (!self.static_pod_path.is_empty()).then(|| Path::new(&self.static_pod_path))
+    }
+
+    /// The subset of upstream's `ValidateKubeletConfiguration` that applies to the settings
+    /// rkubelet implements; lists every problem.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut errs = Vec::new();
+        for (name, flag, value) in [
+            ("fileCheckFrequency", "--file-check-frequency", self.file_check_frequency),
+            ("syncFrequency", "--sync-frequency", self.sync_frequency),
+            ("runtimeRequestTimeout", "--runtime-request-timeout", self.runtime_request_timeout),
+            ("nodeStatusUpdateFrequency", "--node-status-update-frequency", self.node_status_update_frequency),
+        ] {
+            // Upstream only rejects negative values (impossible here), but a zero period makes
+            // Go's tickers panic; reject it with a clear message instead.
+            if value.is_zero() {
+                errs.push(format!("{name} ({flag}) {} must be greater than zero", format_duration(value)));
+            }
+        }
+        if self.node_lease_duration_seconds == 0 {
+            errs.push("nodeLeaseDurationSeconds must be greater than 0".to_owned());
+        }
+        if self.port == 0 {
+            errs.push("port (--port) 0 must be between 1 and 65535, inclusive".to_owned());
+        }
+        for (i, ip) in self.cluster_dns.iter().enumerate() {
+            if ip.parse::<std::net::IpAddr>().is_err() {
+                errs.push(format!("clusterDNS[{i}] (--cluster-dns) {ip:?} is not a valid IP"));
+            }
+        }
+        if !self.healthz_bind_address.is_empty() && self.healthz_bind_address.parse::<std::net::IpAddr>().is_err() {
+            errs.push(format!(
+                "healthzBindAddress (--healthz-bind-address) {:?} is not a valid IP",
+                self.healthz_bind_address
+            ));
+        }
+        if !matches!(self.hairpin_mode.as_str(), "promiscuous-bridge" | "hairpin-veth" | "none") {
+            errs.push(format!(
+                "hairpinMode (--hairpin-mode) {:?} must be one of \"promiscuous-bridge\", \"hairpin-veth\", \"none\"",
+                self.hairpin_mode
+            ));
+        }
+        if errs.is_empty() { Ok(()) } else { Err(ConfigError::Invalid(errs)) }
+    }
+}
+
+impl Serialize for KubeletConfiguration {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.to_object().serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for KubeletConfiguration {
+    /// Reads a `KubeletConfiguration` object leniently (unknown fields ignored, `kind` and
+    /// `apiVersion` optional) and applies defaults. Use [`load_file`] for the checked path.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let map = Map::<String, Value>::deserialize(d)?;
+        let (file, _unknown) =
+            KubeletConfigFile::from_object(&map, Path::new("<input>")).map_err(serde::de::Error::custom)?;
+        Ok(Self::resolve(file, KubeletConfigFile::default()))
+    }
+}
+
+/// Loads a kubelet config file (YAML or JSON). Returns only the values the file sets, and one
+/// warning per field rkubelet does not implement (those are ignored, never an error: upstream
+/// itself falls back to lenient decoding with a warning). Relative paths in `staticPodPath`,
+/// `resolvConf` and `podLogsDir` are resolved against the file's directory, as upstream does.
+pub fn load_file(path: impl AsRef<Path>) -> Result<(KubeletConfigFile, Vec<String>), ConfigError> {
+    let path = path.as_ref();
+    let data = std::fs::read(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+    parse_file(&data, path)
+}
+
+fn parse_file(data: &[u8], path: &Path) -> Result<(KubeletConfigFile, Vec<String>), ConfigError> {
+    // JSON is YAML, so one parser handles both.
+    let value: Value = serde_yaml::from_slice(data).map_err(|e| ConfigError::Parse {
+        path: path.to_owned(),
+        line: e.location().map(|l| l.line()),
+        message: e.to_string(),
+    })?;
+    let map = match value {
+        Value::Object(map) => map,
+        other => {
+            return Err(ConfigError::NotAnObject { path: path.to_owned(), found: json_kind(&other) });
+        }
+    };
+    for (field, expected) in [("kind", KIND), ("apiVersion", API_VERSION)] {
+        let found = map.get(field);
+        if found.and_then(Value::as_str) != Some(expected) {
+            return Err(ConfigError::WrongType {
+                path: path.to_owned(),
+                field,
+                found: found.map(describe_plain),
+                expected,
+            });
+        }
+    }
+    let (mut file, unknown) = KubeletConfigFile::from_object(&map, path)?;
+    let warnings = unknown
+        .iter()
+        .map(|field| format!("unsupported KubeletConfiguration field {field:?} in {} is ignored", path.display()))
+        .collect();
+    if let Some(dir) = path.parent() {
+        for p in [&mut file.static_pod_path, &mut file.resolv_conf, &mut file.pod_logs_dir].into_iter().flatten() {
+            if !p.is_empty() && Path::new(p.as_str()).is_relative() {
+                *p = dir.join(p.as_str()).to_string_lossy().into_owned();
+            }
+        }
+    }
+    Ok((file, warnings))
+}
+
+fn describe_plain(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "an empty document",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    /// What `kubeadm init` writes to /var/lib/kubelet/config.yaml (v1.31).
+    const KUBEADM_CONFIG: &str = r#"apiVersion: kubelet.config.k8s.io/v1beta1
+authentication:
+  anonymous:
+    enabled: false
+  webhook:
+    cacheTTL: 0s
+    enabled: true
+  x509:
+    clientCAFile: /etc/kubernetes/pki/ca.crt
+authorization:
+  mode: Webhook
+  webhook:
+    cacheAuthorizedTTL: 0s
+    cacheUnauthorizedTTL: 0s
+cgroupDriver: systemd
+clusterDNS:
+- 10.96.0.10
+clusterDomain: cluster.local
+containerRuntimeEndpoint: ""
+cpuManagerReconcilePeriod: 0s
+evictionPressureTransitionPeriod: 0s
+fileCheckFrequency: 0s
+healthzBindAddress: 127.0.0.1
+healthzPort: 10248
+httpCheckFrequency: 0s
+imageMaximumGCAge: 0s
+imageMinimumGCAge: 0s
+kind: KubeletConfiguration
+logging:
+  flushFrequency: 0
+  options:
+    json:
+      infoBufferSize: "0"
+    text:
+      infoBufferSize: "0"
+  verbosity: 0
+memorySwap: {}
+nodeStatusReportFrequency: 0s
+nodeStatusUpdateFrequency: 0s
+resolvConf: /run/systemd/resolve/resolv.conf
+rotateCertificates: true
+runtimeRequestTimeout: 0s
+shutdownGracePeriod: 0s
+shutdownGracePeriodCriticalPods: 0s
+staticPodPath: /etc/kubernetes/manifests
+streamingConnectionIdleTimeout: 0s
+syncFrequency: 0s
+volumeStatsAggPeriod: 0s
+"#;
+
+    fn parse(s: &str) -> Result<(KubeletConfigFile, Vec<String>), ConfigError> {
+        parse_file(s.as_bytes(), Path::new("/etc/kubernetes/kubelet.yaml"))
+    }
+
+    #[test]
+    fn defaults_match_upstream() {
+        let c = KubeletConfiguration::default();
+        assert_eq!(c.static_pod_path, "");
+        assert_eq!(c.static_pod_path(), None);
+        assert_eq!(c.file_check_frequency, Duration::from_secs(20));
+        assert_eq!(c.sync_frequency, Duration::from_secs(60));
+        assert_eq!(c.container_runtime_endpoint, "unix:///run/containerd/containerd.sock");
+        assert_eq!(c.runtime_request_timeout, Duration::from_secs(120));
+        assert_eq!(c.healthz_port, 10248);
+        assert_eq!(c.healthz_bind_address, "127.0.0.1");
+        assert_eq!(c.pod_logs_dir, "/var/log/pods");
+        assert_eq!(c.cluster_domain, "");
+        assert!(c.cluster_dns.is_empty());
+        assert_eq!(c.resolv_conf, "/etc/resolv.conf");
+        assert_eq!(c.max_pods, 110);
+        assert_eq!(c.pod_pids_limit, -1);
+        assert!(c.serialize_image_pulls);
+        assert_eq!((c.registry_pull_qps, c.registry_burst), (5, 10));
+        assert!(c.enable_server);
+        assert_eq!((c.address.as_str(), c.port, c.read_only_port), ("0.0.0.0", 10250, 0));
+        assert_eq!(c.hairpin_mode, "promiscuous-bridge");
+        assert_eq!(c.node_status_update_frequency, Duration::from_secs(10));
+        assert_eq!(c.node_lease_duration_seconds, 40);
+        assert_eq!(c.root_dir, PathBuf::from("/var/lib/kubelet"));
+        assert_eq!((c.hostname_override.as_deref(), c.node_ip.as_deref(), c.verbosity), (None, None, 0));
+        assert_eq!(c.authorization["mode"], "Webhook");
+        assert!(c.validate().is_ok());
+        assert_eq!(KubeletConfiguration::resolve(Default::default(), Default::default()), c);
+    }
+
+    #[test]
+    fn serializes_as_kubelet_configuration_and_round_trips() {
+        let c = KubeletConfiguration {
+            cluster_dns: vec!["10.96.0.10".into()],
+            file_check_frequency: Duration::from_millis(1500),
+            verbosity: 4,
+            ..Default::default()
+        };
+        let v = serde_json::to_value(&c).unwrap();
+        assert_eq!(v["kind"], KIND);
+        assert_eq!(v["apiVersion"], API_VERSION);
+        assert_eq!(v["fileCheckFrequency"], "1.5s");
+        assert_eq!(v["runtimeRequestTimeout"], "2m0s");
+        assert_eq!(v["clusterDNS"][0], "10.96.0.10");
+        assert!(v.get("verbosity").is_none() && v.get("rootDir").is_none());
+        let back: KubeletConfiguration = serde_json::from_value(v).unwrap();
+        assert_eq!(back, KubeletConfiguration { verbosity: 0, ..c });
+    }
+
+    #[test]
+    fn precedence_flag_over_file_over_default() {
+        let (file, warnings) = parse(
+            "kind: KubeletConfiguration\napiVersion: kubelet.config.k8s.io/v1beta1\n\
+             maxPods: 50\nclusterDomain: cluster.local\nsyncFrequency: 30s\n",
+        )
+        .unwrap();
+        assert!(warnings.is_empty());
+        let flags = KubeletConfigFile { max_pods: Some(20), healthz_port: Some(0), ..Default::default() };
+        let c = KubeletConfiguration::resolve(file, flags);
+        assert_eq!(c.max_pods, 20, "flag beats file");
+        assert_eq!(c.cluster_domain, "cluster.local", "file beats default");
+        assert_eq!(c.sync_frequency, Duration::from_secs(30));
+        assert_eq!(c.healthz_port, 0, "an explicit zero flag is kept");
+        assert_eq!(c.file_check_frequency, Duration::from_secs(20), "default when unset");
+    }
+
+    #[test]
+    fn kubeadm_config_loads_with_one_warning_per_unsupported_field() {
+        let (file, warnings) = parse(KUBEADM_CONFIG).unwrap();
+        let unsupported = [
+            "cgroupDriver",
+            "cpuManagerReconcilePeriod",
+            "evictionPressureTransitionPeriod",
+            "httpCheckFrequency",
+            "imageMaximumGCAge",
+            "imageMinimumGCAge",
+            "logging",
+            "memorySwap",
+            "nodeStatusReportFrequency",
+            "rotateCertificates",
+            "shutdownGracePeriod",
+            "shutdownGracePeriodCriticalPods",
+            "streamingConnectionIdleTimeout",
+            "volumeStatsAggPeriod",
+        ];
+        assert_eq!(warnings.len(), unsupported.len(), "{warnings:#?}");
+        for field in unsupported {
+            let expected = format!(
+                "unsupported KubeletConfiguration field \"{field}\" in /etc/kubernetes/kubelet.yaml is ignored"
+            );
+            assert!(warnings.contains(&expected), "missing {expected}");
+        }
+        let c = KubeletConfiguration::resolve(file, KubeletConfigFile::default());
+        assert_eq!(c.static_pod_path, "/etc/kubernetes/manifests");
+        assert_eq!(c.cluster_dns, vec!["10.96.0.10".to_owned()]);
+        assert_eq!(c.cluster_domain, "cluster.local");
+        assert_eq!(c.resolv_conf, "/run/systemd/resolve/resolv.conf");
+        // Zero values of plain Go fields are defaulted, as upstream's scheme defaulting does.
+        assert_eq!(c.file_check_frequency, Duration::from_secs(20));
+        assert_eq!(c.sync_frequency, Duration::from_secs(60));
+        assert_eq!(c.runtime_request_timeout, Duration::from_secs(120));
+        assert_eq!(c.container_runtime_endpoint, "unix:///run/containerd/containerd.sock");
+        // Nested objects keep the file's values and fill the rest from the defaults.
+        assert_eq!(c.authentication["x509"]["clientCAFile"], "/etc/kubernetes/pki/ca.crt");
+        assert_eq!(c.authentication["webhook"]["cacheTTL"], "2m0s");
+        assert_eq!(c.authorization["webhook"]["cacheUnauthorizedTTL"], "30s");
+        assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn json_config_and_relative_paths() {
+        let json = r#"{"kind":"KubeletConfiguration","apiVersion":"kubelet.config.k8s.io/v1beta1",
+            "staticPodPath":"manifests","resolvConf":"","podPidsLimit":-5}"#;
+        let (file, warnings) = parse(json).unwrap();
+        assert!(warnings.is_empty());
+        assert_eq!(file.static_pod_path.as_deref(), Some("/etc/kubernetes/manifests"));
+        let c = KubeletConfiguration::resolve(file, KubeletConfigFile::default());
+        assert_eq!(c.resolv_conf, "", "an explicit empty resolvConf disables it");
+        assert_eq!(c.pod_pids_limit, -1, "negative pid limits normalize to -1");
+    }
+
+    #[test]
+    fn wrong_kind_or_api_version_is_an_error() {
+        let err =
+            parse("kind: KubeProxyConfiguration\napiVersion: kubelet.config.k8s.io/v1beta1\n").unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "kubelet config file /etc/kubernetes/kubelet.yaml: kind is \"KubeProxyConfiguration\", expected \"KubeletConfiguration\""
+        );
+        let err =
+            parse("kind: KubeletConfiguration\napiVersion: kubelet.config.k8s.io/v1alpha1\n").unwrap_err().to_string();
+        assert!(err.contains("apiVersion is \"kubelet.config.k8s.io/v1alpha1\""), "{err}");
+        assert!(err.contains("expected \"kubelet.config.k8s.io/v1beta1\""), "{err}");
+        let err = parse("maxPods: 3\n").unwrap_err().to_string();
+        assert!(err.contains("kind is missing"), "{err}");
+        let err = parse("").unwrap_err().to_string();
+        assert!(err.contains("must contain a YAML or JSON object, found an empty document"), "{err}");
+    }
+
+    #[test]
+    fn malformed_yaml_names_file_and_line() {
+        let err = parse("kind: KubeletConfiguration\napiVersion: x\nmaxPods: [1\n  clusterDomain: a: b\n").unwrap_err();
+        match &err {
+            ConfigError::Parse { path, line, .. } => {
+                assert_eq!(path, Path::new("/etc/kubernetes/kubelet.yaml"));
+                assert!(line.is_some_and(|l| l >= 3), "{err}");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(err.to_string().contains("/etc/kubernetes/kubelet.yaml"));
+        assert!(err.to_string().contains("line"), "{err}");
+    }
+
+    #[test]
+    fn bad_field_values_name_the_field() {
+        let head = "kind: KubeletConfiguration\napiVersion: kubelet.config.k8s.io/v1beta1\n";
+        let err = parse(&format!("{head}fileCheckFrequency: 20\n")).unwrap_err().to_string();
+        assert!(err.contains("invalid value for fileCheckFrequency: expected a duration string"), "{err}");
+        let err = parse(&format!("{head}syncFrequency: soon\n")).unwrap_err().to_string();
+        assert!(err.contains("invalid value for syncFrequency: invalid duration \"soon\""), "{err}");
+        let err = parse(&format!("{head}healthzPort: 70000\n")).unwrap_err().to_string();
+        assert!(err.contains("healthzPort: expected an integer between 0 and 65535, got 70000"), "{err}");
+        let err = parse(&format!("{head}clusterDNS: 10.0.0.1\n")).unwrap_err().to_string();
+        assert!(err.contains("clusterDNS: expected a list of strings"), "{err}");
+    }
+
+    #[test]
+    fn validation_lists_every_problem() {
+        let c = KubeletConfiguration {
+            cluster_dns: vec!["10.0.0.10".into(), "not-an-ip".into()],
+            file_check_frequency: Duration::ZERO,
+            hairpin_mode: "sometimes".into(),
+            ..Default::default()
+        };
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("fileCheckFrequency (--file-check-frequency) 0s must be greater than zero"), "{err}");
+        assert!(err.contains("clusterDNS[1] (--cluster-dns) \"not-an-ip\" is not a valid IP"), "{err}");
+        assert!(err.contains("hairpinMode"), "{err}");
+    }
+
+    #[test]
+    fn load_file_reports_missing_file() {
+        let err = load_file("/nonexistent/kubelet.yaml").unwrap_err().to_string();
+        assert!(err.starts_with("failed to read kubelet config file /nonexistent/kubelet.yaml"), "{err}");
+    }
+}

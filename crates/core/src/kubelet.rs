@@ -1,0 +1,310 @@
+//! The kubelet: wires pod sources, pod workers, the runtime manager, PLEG and the status manager,
+//! and runs the sync loop (upstream `syncLoop`/`syncLoopIteration`): source updates, PLEG events
+//! and housekeeping, each handled without blocking on pod work.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use cri::RuntimeService;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use tokio::sync::mpsc;
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::Clock;
+use crate::container::SyncReasons;
+use crate::events::EventRecorder;
+use crate::pleg::PlegEvent;
+use crate::pod_dirs::PodDirs;
+use crate::pod_workers::{PodSyncer, PodWorkers, SyncOutcome};
+use crate::runtime::labels;
+use crate::runtime::manager::RuntimeManager;
+use crate::runtime::sandbox::pod_logs_dir;
+use crate::source::{FILE_SOURCE, PodConfig, PodOp, PodUpdate, SourceSnapshot};
+use crate::status::{StatusInput, compute_pod_status, is_terminal};
+use crate::status_manager::StatusManager;
+use crate::volume::VolumeManager;
+
+/// Housekeeping period (upstream `housekeepingPeriod`).
+const HOUSEKEEPING: Duration = Duration::from_secs(2);
+/// Retry delay when the runtime could not be read.
+const RUNTIME_RETRY: Duration = Duration::from_secs(5);
+
+/// Shared liveness of the sync loop for `/healthz` (upstream `syncLoopMonitor`).
+#[derive(Debug, Clone)]
+pub struct SyncLoopHealth {
+    last: Arc<Mutex<Option<Instant>>>,
+    threshold: Duration,
+}
+
+impl SyncLoopHealth {
+    /// `resync`×2, at least 5 minutes, as upstream's `SyncLoopHealthCheck`.
+    pub fn new(resync: Duration) -> Self {
+        Self { last: Arc::default(), threshold: (resync * 2).max(Duration::from_secs(300)) }
+    }
+    fn beat(&self) {
+        if let Ok(mut t) = self.last.lock() {
+            *t = Some(Instant::now());
+        }
+    }
+    pub fn check(&self) -> Result<(), String> {
+        match self.last.lock().ok().and_then(|t| *t) {
+            Some(t) if t.elapsed() > self.threshold => Err("sync Loop took longer than expected".into()),
+            _ => Ok(()),
+        }
+    }
+    /// Testing aid: pretend the last iteration happened `ago`.
+    pub fn set_last_for_test(&self, ago: Duration) {
+        if let Ok(mut t) = self.last.lock() {
+            *t = Instant::now().checked_sub(ago);
+        }
+    }
+}
+
+/// The kubelet's pod syncing core.
+pub struct Kubelet {
+    pub runtime: Arc<RuntimeManager>,
+    pub cri: Arc<dyn RuntimeService>,
+    pub volumes: Arc<VolumeManager>,
+    pub dirs: PodDirs,
+    pub statuses: StatusManager,
+    pub recorder: Arc<dyn EventRecorder>,
+    pub clock: Arc<dyn Clock>,
+    pub host_ip: Option<String>,
+    reasons: Mutex<HashMap<String, SyncReasons>>,
+}
+
+impl Kubelet {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        runtime: Arc<RuntimeManager>,
+        cri: Arc<dyn RuntimeService>,
+        volumes: Arc<VolumeManager>,
+        dirs: PodDirs,
+        statuses: StatusManager,
+        recorder: Arc<dyn EventRecorder>,
+        clock: Arc<dyn Clock>,
+        host_ip: Option<String>,
+    ) -> Self {
+        Self { runtime, cri, volumes, dirs, statuses, recorder, clock, host_ip, reasons: Mutex::default() }
+    }
+
+    fn now(&self) -> Time {
+        let d = self.clock.now();
+        let ts = k8s_openapi::jiff::Timestamp::new(
+            i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+            i32::try_from(d.subsec_nanos()).unwrap_or(0),
+        )
+        .unwrap_or(k8s_openapi::jiff::Timestamp::UNIX_EPOCH);
+        Time(ts)
+    }
+
+    /// Recomputes and stores a pod's status from a fresh runtime read.
+    async fn refresh_status(&self, pod: &Arc<Pod>, terminal: bool) -> Option<String> {
+        let uid = labels::uid_of(pod);
+        let rt = match self.runtime.get_pod_status(uid).await {
+            Ok(rt) => rt,
+            Err(e) => {
+                tracing::warn!(pod = %crate::events::pod_key(pod), "reading pod state from the runtime: {e}");
+                return None;
+            }
+        };
+        let reasons = self.reasons.lock().ok().and_then(|r| r.get(uid).cloned()).unwrap_or_default();
+        let old = self.statuses.get(uid);
+        let status = compute_pod_status(&StatusInput {
+            pod,
+            runtime: &rt,
+            reasons: &reasons,
+            old: old.as_ref(),
+            readiness: &|_| None,
+            host_ip: self.host_ip.as_deref(),
+            pod_is_terminal: terminal,
+            now: self.now(),
+        });
+        let phase = status.phase.clone();
+        self.statuses.set(pod.clone(), status);
+        phase
+    }
+}
+
+#[async_trait]
+impl PodSyncer for Kubelet {
+    async fn sync_pod(&self, pod: &Pod, cancel: &CancellationToken) -> SyncOutcome {
+        let pod = Arc::new(pod.clone());
+        let uid = labels::uid_of(&pod).to_string();
+        let phase = self.refresh_status(&pod, false).await;
+        if is_terminal(phase.as_deref()) {
+            return SyncOutcome { requeue_after: None, terminal: true };
+        }
+        let rt = match self.runtime.get_pod_status(&uid).await {
+            Ok(rt) => rt,
+            Err(e) => {
+                tracing::warn!(pod = %crate::events::pod_key(&pod), "reading pod state from the runtime: {e}");
+                return SyncOutcome { requeue_after: Some(RUNTIME_RETRY), terminal: false };
+            }
+        };
+        let result = tokio::select! {
+            r = self.runtime.sync_pod(&pod, &rt) => r,
+            _ = cancel.cancelled() => return SyncOutcome::default(),
+        };
+        if let Ok(mut r) = self.reasons.lock() {
+            r.insert(uid, result.reasons.clone());
+        }
+        let phase = self.refresh_status(&pod, result.init_failed).await;
+        SyncOutcome {
+            requeue_after: result.requeue_after,
+            terminal: result.init_failed || is_terminal(phase.as_deref()),
+        }
+    }
+
+    async fn sync_terminating_pod(&self, uid: &str, pod: Option<&Pod>, grace: Option<i64>) -> Result<(), String> {
+        let rt = self.runtime.get_pod_status(uid).await.map_err(|e| e.to_string())?;
+        self.runtime.kill_pod(pod, &rt, grace).await;
+        let after = self.runtime.get_pod_status(uid).await.map_err(|e| e.to_string())?;
+        let still: Vec<&str> = after
+            .containers
+            .iter()
+            .filter(|c| c.state == crate::container::ContainerState::Running)
+            .map(|c| c.name.as_str())
+            .collect();
+        if !still.is_empty() {
+            return Err(format!("containers still running after kill: {still:?}"));
+        }
+        if let Some(pod) = pod {
+            self.refresh_status(&Arc::new(pod.clone()), true).await;
+        }
+        Ok(())
+    }
+
+    async fn sync_terminated_pod(&self, uid: &str, pod: Option<&Pod>, removed: bool) -> Result<(), String> {
+        if !removed {
+            // A completed pod keeps its containers (logs, status) until it is removed.
+            self.volumes.teardown_pod_volumes(uid).await.map_err(|e| e.to_string())?;
+            return Ok(());
+        }
+        let rt = self.runtime.get_pod_status(uid).await.map_err(|e| e.to_string())?;
+        self.runtime.remove_pod(&rt).await.map_err(|e| e.to_string())?;
+        self.volumes.teardown_pod_volumes(uid).await.map_err(|e| e.to_string())?;
+        self.volumes.cleanup_pod_dir(uid).map_err(|e| e.to_string())?;
+        // containerd leaves log files behind: the pod's log directory is ours to remove.
+        let log_dir = match pod {
+            Some(p) => Some(pod_logs_dir(&self.runtime.settings().pod_logs_dir, p)),
+            None if !rt.name.is_empty() => {
+                Some(self.runtime.settings().pod_logs_dir.join(format!("{}_{}_{}", rt.namespace, rt.name, uid)))
+            }
+            None => None,
+        };
+        if let Some(dir) = log_dir
+            && let Err(e) = tokio::fs::remove_dir_all(&dir).await
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            return Err(format!("removing pod log directory {}: {e}", dir.display()));
+        }
+        self.statuses.remove(uid);
+        if let Ok(mut r) = self.reasons.lock() {
+            r.remove(uid);
+        }
+        Ok(())
+    }
+}
+
+/// The sync loop: feeds pod workers from the merged source stream and PLEG, and does
+/// housekeeping (orphaned runtime pods and pod directories).
+pub struct SyncLoop {
+    pub kubelet: Arc<Kubelet>,
+    pub workers: PodWorkers,
+    pub health: SyncLoopHealth,
+}
+
+impl SyncLoop {
+    pub async fn run(
+        self,
+        mut sources: mpsc::Receiver<SourceSnapshot>,
+        mut pleg: mpsc::Receiver<PlegEvent>,
+        shutdown: CancellationToken,
+    ) {
+        let mut config = PodConfig::new([FILE_SOURCE]);
+        let mut desired: BTreeMap<String, Arc<Pod>> = BTreeMap::new();
+        let mut sources_open = true;
+        let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
+        housekeeping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            self.health.beat();
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                snap = sources.recv(), if sources_open => match snap {
+                    Some(snap) => {
+                        for u in config.merge(snap) {
+                            self.handle_update(u, &mut desired);
+                        }
+                    }
+                    None => sources_open = false,
+                },
+                Some(ev) = pleg.recv() => self.workers.wake(&ev.pod_uid),
+                _ = housekeeping.tick() => {
+                    // Orphans are only judged once every source said what it wants.
+                    if config.seen_all_sources() || !sources_open {
+                        self.housekeeping(&desired).await;
+                    }
+                }
+            }
+        }
+    }
+
+    fn handle_update(&self, u: PodUpdate, desired: &mut BTreeMap<String, Arc<Pod>>) {
+        for pod in u.pods {
+            let uid = labels::uid_of(&pod).to_string();
+            let pod = Arc::new(pod);
+            match u.op {
+                PodOp::Add | PodOp::Update | PodOp::Reconcile => {
+                    tracing::info!(pod = %crate::events::pod_key(&pod), pod_uid = %uid, op = ?u.op, "pod update");
+                    desired.insert(uid, pod.clone());
+                    self.workers.update_pod(pod);
+                }
+                PodOp::Remove => {
+                    tracing::info!(pod = %crate::events::pod_key(&pod), pod_uid = %uid, "pod removed");
+                    desired.remove(&uid);
+                    self.workers.kill_pod(&uid, Some(pod), None, true);
+                }
+            }
+        }
+    }
+
+    /// Kills runtime pods nobody wants (e.g. a manifest removed while the kubelet was down) and
+    /// removes pod directories with nothing behind them.
+    async fn housekeeping(&self, desired: &BTreeMap<String, Arc<Pod>>) {
+        let sandboxes = match self.kubelet.cri.list_pod_sandbox(None).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!("housekeeping: listing sandboxes: {e}");
+                return;
+            }
+        };
+        let mut runtime_uids: HashSet<String> = HashSet::new();
+        for s in sandboxes {
+            if let Some(uid) = s.labels.get(labels::POD_UID) {
+                runtime_uids.insert(uid.clone());
+            }
+        }
+        for uid in &runtime_uids {
+            if !desired.contains_key(uid) && !self.workers.is_known(uid) {
+                tracing::info!(pod_uid = %uid, "killing orphaned pod found in the runtime");
+                self.workers.kill_pod(uid, None, None, true);
+            }
+        }
+        match self.kubelet.dirs.pod_uids_on_disk() {
+            Ok(on_disk) => {
+                for uid in on_disk {
+                    if !desired.contains_key(&uid) && !self.workers.is_known(&uid) && !runtime_uids.contains(&uid) {
+                        tracing::info!(pod_uid = %uid, "cleaning up orphaned pod directory");
+                        self.workers.kill_pod(&uid, None, Some(0), true);
+                    }
+                }
+            }
+            Err(e) => tracing::warn!("housekeeping: reading pod directories: {e}"),
+        }
+    }
+}

@@ -1,0 +1,16 @@
+//! rkubelet's control loops: configuration, pod sources, pod workers, the runtime manager
+//! (pod spec → CRI), PLEG and pod status.
+
+pub mod clock;
+pub mod config;
+pub mod container;
+pub mod events;
+pub mod kubelet;
+pub mod pleg;
+pub mod pod_dirs;
+pub mod pod_workers;
+pub mod runtime;
+pub mod source;
+pub mod status;
+pub mod status_manager;
+pub mod volume;

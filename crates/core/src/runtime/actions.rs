@@ -1,0 +1,316 @@
+//! `compute_pod_actions`: compares a pod's spec with what the runtime has and decides what one
+//! sync must do (upstream `computePodActions`). Pure: no I/O, so every case is unit-tested.
+
+use k8s_openapi::api::core::v1::{Container, Pod};
+
+use crate::container::{ContainerRuntimeStatus, ContainerState, PodRuntimeStatus};
+use crate::runtime::labels::hash_container;
+
+/// What a sync has to do, in order: kill (everything, or some containers), make a sandbox, start
+/// containers.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct PodActions {
+    /// Kill every container and the sandbox first (sandbox gone or changed, or pod done).
+    pub kill_pod: bool,
+    pub create_sandbox: bool,
+    /// The ready sandbox to use when not creating one.
+    pub sandbox_id: String,
+    pub attempt: u32,
+    /// Index into `spec.initContainers` of the one to start next.
+    pub next_init_container: Option<usize>,
+    /// Indices into `spec.containers`.
+    pub containers_to_start: Vec<usize>,
+    /// Running containers to kill, with why (`Killing` event message).
+    pub containers_to_kill: Vec<(String, String, String)>,
+    /// An init container failed under restartPolicy Never: the pod has failed.
+    pub init_failed: bool,
+}
+
+fn restart_policy(pod: &Pod) -> &str {
+    pod.spec.as_ref().and_then(|s| s.restart_policy.as_deref()).unwrap_or("Always")
+}
+
+/// Upstream `ShouldContainerBeRestarted` for a container that is not running.
+fn should_restart(policy: &str, latest: Option<&ContainerRuntimeStatus>) -> bool {
+    let Some(c) = latest else { return true };
+    match c.state {
+        ContainerState::Running => false,
+        ContainerState::Created | ContainerState::Unknown => true,
+        ContainerState::Exited => match policy {
+            "Never" => false,
+            "OnFailure" => c.exit_code != 0,
+            _ => true,
+        },
+    }
+}
+
+fn is_sidecar(c: &Container) -> bool {
+    c.restart_policy.as_deref() == Some("Always")
+}
+
+fn init_done(c: &Container, latest: Option<&ContainerRuntimeStatus>) -> bool {
+    match latest {
+        Some(s) if is_sidecar(c) => s.state == ContainerState::Running,
+        Some(s) => s.state == ContainerState::Exited && s.exit_code == 0,
+        None => false,
+    }
+}
+
+/// Decides the next step of a pod.
+pub fn compute_pod_actions(pod: &Pod, status: &PodRuntimeStatus) -> PodActions {
+    let Some(spec) = pod.spec.as_ref() else {
+        return PodActions { kill_pod: true, ..Default::default() };
+    };
+    let policy = restart_policy(pod);
+    let mut a = PodActions::default();
+
+    let ready_sandboxes = status.sandboxes.iter().filter(|s| s.ready).count();
+    match status.sandboxes.first() {
+        None => a.create_sandbox = true,
+        Some(s) if !s.ready || ready_sandboxes > 1 => {
+            a.create_sandbox = true;
+            a.attempt = s.attempt + 1;
+        }
+        Some(s) if s.host_network != spec.host_network.unwrap_or(false) => {
+            a.create_sandbox = true;
+            a.attempt = s.attempt + 1;
+        }
+        Some(s) => a.sandbox_id = s.id.clone(),
+    }
+
+    if a.create_sandbox {
+        a.kill_pod = !status.sandboxes.is_empty() || !status.containers.is_empty();
+        // A pod that will not restart and already ran is done: no new sandbox for it.
+        if policy != "Always" && policy != "OnFailure" && a.attempt != 0 && !status.containers.is_empty() {
+            a.create_sandbox = false;
+            return a;
+        }
+        if policy == "OnFailure" && a.attempt != 0 && all_app_succeeded(pod, status) {
+            a.create_sandbox = false;
+            return a;
+        }
+        let init = spec.init_containers.as_deref().unwrap_or_default();
+        if !init.is_empty() {
+            a.next_init_container = Some(0);
+            return a;
+        }
+        a.containers_to_start = spec
+            .containers
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| !(policy == "OnFailure" && succeeded(status.latest(&c.name))))
+            .map(|(i, _)| i)
+            .collect();
+        return a;
+    }
+
+    // Init containers, one at a time in order; sidecars count as done once running.
+    let init = spec.init_containers.as_deref().unwrap_or_default();
+    for (i, c) in init.iter().enumerate() {
+        let latest = status.latest(&c.name);
+        if init_done(c, latest) {
+            continue;
+        }
+        match latest.map(|s| s.state) {
+            Some(ContainerState::Running) => return a, // still running: wait for it
+            Some(ContainerState::Exited) if !is_sidecar(c) && policy == "Never" => {
+                a.init_failed = true;
+                a.kill_pod = true;
+                return a;
+            }
+            _ => {
+                a.next_init_container = Some(i);
+                return a;
+            }
+        }
+    }
+
+    let mut keep = 0;
+    for (i, c) in spec.containers.iter().enumerate() {
+        let latest = status.latest(&c.name);
+        match latest {
+            Some(s) if s.state == ContainerState::Running => {
+                if s.hash != hash_container(c) {
+                    a.containers_to_kill.push((
+                        s.id.clone(),
+                        c.name.clone(),
+                        format!("Container {} definition changed, will be restarted", c.name),
+                    ));
+                    a.containers_to_start.push(i);
+                } else {
+                    keep += 1;
+                }
+            }
+            _ if should_restart(policy, latest) => a.containers_to_start.push(i),
+            _ => {}
+        }
+    }
+    // Sidecars that died are restarted whatever the pod's policy.
+    if let Some(i) = init.iter().position(|c| is_sidecar(c) && !init_done(c, status.latest(&c.name))) {
+        a.next_init_container = Some(i);
+    }
+    if keep == 0 && a.containers_to_start.is_empty() && a.next_init_container.is_none() {
+        a.kill_pod = true;
+    }
+    a
+}
+
+fn succeeded(latest: Option<&ContainerRuntimeStatus>) -> bool {
+    latest.is_some_and(|s| s.state == ContainerState::Exited && s.exit_code == 0)
+}
+
+fn all_app_succeeded(pod: &Pod, status: &PodRuntimeStatus) -> bool {
+    pod.spec.as_ref().is_some_and(|s| s.containers.iter().all(|c| succeeded(status.latest(&c.name))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::container::SandboxRuntimeStatus;
+    use k8s_openapi::api::core::v1::PodSpec;
+
+    fn ctr(name: &str) -> Container {
+        Container { name: name.into(), image: Some("busybox".into()), ..Default::default() }
+    }
+
+    fn pod(policy: &str, init: &[&str], app: &[&str]) -> Pod {
+        Pod {
+            spec: Some(PodSpec {
+                restart_policy: Some(policy.into()),
+                init_containers: Some(init.iter().map(|n| ctr(n)).collect()),
+                containers: app.iter().map(|n| ctr(n)).collect(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn sandbox(ready: bool) -> SandboxRuntimeStatus {
+        SandboxRuntimeStatus { id: "sb".into(), ready, created_at: 1, attempt: 0, ips: vec![], host_network: false }
+    }
+
+    fn status(pod: &Pod, name: &str, state: ContainerState, exit: i32) -> ContainerRuntimeStatus {
+        let spec = pod.spec.as_ref().expect("spec");
+        let c = spec
+            .containers
+            .iter()
+            .chain(spec.init_containers.iter().flatten())
+            .find(|c| c.name == name)
+            .expect("container");
+        ContainerRuntimeStatus {
+            id: format!("id-{name}"),
+            name: name.into(),
+            state,
+            created_at: 1,
+            started_at: 1,
+            finished_at: 2,
+            exit_code: exit,
+            image: "busybox".into(),
+            image_ref: "sha256:x".into(),
+            restart_count: 0,
+            hash: hash_container(c),
+            reason: String::new(),
+            message: String::new(),
+        }
+    }
+
+    #[test]
+    fn new_pod_creates_sandbox_and_starts_all() {
+        let p = pod("Always", &[], &["a", "b"]);
+        let a = compute_pod_actions(&p, &PodRuntimeStatus::default());
+        assert!(a.create_sandbox && !a.kill_pod);
+        assert_eq!(a.containers_to_start, vec![0, 1]);
+    }
+
+    #[test]
+    fn new_pod_with_init_starts_first_init_only() {
+        let p = pod("Always", &["i1", "i2"], &["a"]);
+        let a = compute_pod_actions(&p, &PodRuntimeStatus::default());
+        assert_eq!(a.next_init_container, Some(0));
+        assert!(a.containers_to_start.is_empty());
+    }
+
+    #[test]
+    fn init_containers_run_in_order_then_apps() {
+        let p = pod("Always", &["i1", "i2"], &["a"]);
+        let mut st = PodRuntimeStatus { sandboxes: vec![sandbox(true)], ..Default::default() };
+        st.containers = vec![status(&p, "i1", ContainerState::Running, 0)];
+        assert_eq!(compute_pod_actions(&p, &st), PodActions { sandbox_id: "sb".into(), ..Default::default() });
+        st.containers = vec![status(&p, "i1", ContainerState::Exited, 0)];
+        assert_eq!(compute_pod_actions(&p, &st).next_init_container, Some(1));
+        st.containers.push(status(&p, "i2", ContainerState::Exited, 0));
+        assert_eq!(compute_pod_actions(&p, &st).containers_to_start, vec![0]);
+    }
+
+    #[test]
+    fn failed_init_blocks_apps_and_is_retried_or_fails_pod() {
+        let p = pod("Always", &["i1"], &["a"]);
+        let mut st = PodRuntimeStatus { sandboxes: vec![sandbox(true)], ..Default::default() };
+        st.containers = vec![status(&p, "i1", ContainerState::Exited, 1)];
+        let a = compute_pod_actions(&p, &st);
+        assert_eq!(a.next_init_container, Some(0));
+        assert!(a.containers_to_start.is_empty());
+        let p = pod("Never", &["i1"], &["a"]);
+        let a = compute_pod_actions(&p, &st);
+        assert!(a.init_failed && a.kill_pod);
+    }
+
+    #[test]
+    fn restart_policy_decides_restarts() {
+        for (policy, exit, restart) in [
+            ("Always", 0, true),
+            ("Always", 1, true),
+            ("OnFailure", 1, true),
+            ("OnFailure", 0, false),
+            ("Never", 1, false),
+        ] {
+            let p = pod(policy, &[], &["a"]);
+            let st = PodRuntimeStatus {
+                sandboxes: vec![sandbox(true)],
+                containers: vec![status(&p, "a", ContainerState::Exited, exit)],
+                ..Default::default()
+            };
+            let a = compute_pod_actions(&p, &st);
+            assert_eq!(a.containers_to_start == vec![0], restart, "{policy} exit {exit}");
+            assert_eq!(a.kill_pod, !restart, "{policy} exit {exit}: a finished pod's sandbox is killed");
+        }
+    }
+
+    #[test]
+    fn running_container_with_changed_spec_is_replaced() {
+        let p = pod("Always", &[], &["a"]);
+        let mut s = status(&p, "a", ContainerState::Running, 0);
+        s.hash = "other".into();
+        let st = PodRuntimeStatus { sandboxes: vec![sandbox(true)], containers: vec![s], ..Default::default() };
+        let a = compute_pod_actions(&p, &st);
+        assert_eq!(a.containers_to_kill.len(), 1);
+        assert_eq!(a.containers_to_start, vec![0]);
+    }
+
+    #[test]
+    fn dead_sandbox_is_recreated_with_next_attempt_unless_pod_is_done() {
+        let p = pod("Always", &[], &["a"]);
+        let st = PodRuntimeStatus {
+            sandboxes: vec![sandbox(false)],
+            containers: vec![status(&p, "a", ContainerState::Exited, 0)],
+            ..Default::default()
+        };
+        let a = compute_pod_actions(&p, &st);
+        assert!(a.kill_pod && a.create_sandbox);
+        assert_eq!(a.attempt, 1);
+        let p = pod("Never", &[], &["a"]);
+        let a = compute_pod_actions(&p, &st);
+        assert!(!a.create_sandbox, "a Never pod that ran gets no new sandbox");
+    }
+
+    #[test]
+    fn steady_pod_needs_nothing() {
+        let p = pod("Always", &[], &["a"]);
+        let st = PodRuntimeStatus {
+            sandboxes: vec![sandbox(true)],
+            containers: vec![status(&p, "a", ContainerState::Running, 0)],
+            ..Default::default()
+        };
+        assert_eq!(compute_pod_actions(&p, &st), PodActions { sandbox_id: "sb".into(), ..Default::default() });
+    }
+}

@@ -1,0 +1,158 @@
+//! The CRI labels and annotations upstream's kuberuntime writes on sandboxes and containers, and
+//! reading them back: they are the only record of which pod and attempt a runtime object belongs
+//! to, so a restarted kubelet recovers everything from them.
+
+use std::collections::HashMap;
+
+use k8s_openapi::api::core::v1::{Container, Pod};
+
+pub const POD_NAME: &str = "io.kubernetes.pod.name";
+pub const POD_NAMESPACE: &str = "io.kubernetes.pod.namespace";
+pub const POD_UID: &str = "io.kubernetes.pod.uid";
+pub const CONTAINER_NAME: &str = "io.kubernetes.container.name";
+pub const CONTAINER_HASH: &str = "io.kubernetes.container.hash";
+pub const CONTAINER_RESTART_COUNT: &str = "io.kubernetes.container.restartCount";
+pub const TERMINATION_MESSAGE_PATH: &str = "io.kubernetes.container.terminationMessagePath";
+pub const TERMINATION_MESSAGE_POLICY: &str = "io.kubernetes.container.terminationMessagePolicy";
+pub const PRE_STOP_HANDLER: &str = "io.kubernetes.container.preStopHandler";
+pub const CONTAINER_PORTS: &str = "io.kubernetes.container.ports";
+pub const POD_DELETION_GRACE_PERIOD: &str = "io.kubernetes.pod.deletionGracePeriod";
+pub const POD_TERMINATION_GRACE_PERIOD: &str = "io.kubernetes.pod.terminationGracePeriod";
+/// Marks sandboxes/containers created by a kubelet (upstream `kubernetes_container_manager`-free
+/// convention): kuberuntime only manages objects carrying the pod UID label.
+pub const KUBERNETES_MANAGED: &str = POD_UID;
+
+fn name_of(pod: &Pod) -> &str {
+    pod.metadata.name.as_deref().unwrap_or_default()
+}
+fn namespace_of(pod: &Pod) -> &str {
+    pod.metadata.namespace.as_deref().unwrap_or("default")
+}
+/// The pod's UID, empty when missing (validation rejects such pods before they get here).
+pub fn uid_of(pod: &Pod) -> &str {
+    pod.metadata.uid.as_deref().unwrap_or_default()
+}
+
+/// `newPodLabels`: the pod's own labels plus the three identity labels.
+pub fn sandbox_labels(pod: &Pod) -> HashMap<String, String> {
+    let mut labels: HashMap<String, String> = pod.metadata.labels.clone().unwrap_or_default().into_iter().collect();
+    labels.insert(POD_NAME.into(), name_of(pod).into());
+    labels.insert(POD_NAMESPACE.into(), namespace_of(pod).into());
+    labels.insert(POD_UID.into(), uid_of(pod).into());
+    labels
+}
+
+/// `newPodAnnotations`: the pod's annotations as they are.
+pub fn sandbox_annotations(pod: &Pod) -> HashMap<String, String> {
+    pod.metadata.annotations.clone().unwrap_or_default().into_iter().collect()
+}
+
+/// `newContainerLabels`.
+pub fn container_labels(pod: &Pod, container: &Container) -> HashMap<String, String> {
+    HashMap::from([
+        (POD_NAME.into(), name_of(pod).into()),
+        (POD_NAMESPACE.into(), namespace_of(pod).into()),
+        (POD_UID.into(), uid_of(pod).into()),
+        (CONTAINER_NAME.into(), container.name.clone()),
+    ])
+}
+
+/// `newContainerAnnotations`.
+pub fn container_annotations(pod: &Pod, container: &Container, restart_count: i32) -> HashMap<String, String> {
+    let mut a = HashMap::from([
+        (CONTAINER_HASH.into(), hash_container(container)),
+        (CONTAINER_RESTART_COUNT.into(), restart_count.to_string()),
+        (TERMINATION_MESSAGE_PATH.into(), container.termination_message_path.clone().unwrap_or_default()),
+        (TERMINATION_MESSAGE_POLICY.into(), container.termination_message_policy.clone().unwrap_or_default()),
+    ]);
+    if let Some(g) = pod.metadata.deletion_grace_period_seconds {
+        a.insert(POD_DELETION_GRACE_PERIOD.into(), g.to_string());
+    }
+    if let Some(g) = pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds) {
+        a.insert(POD_TERMINATION_GRACE_PERIOD.into(), g.to_string());
+    }
+    if let Some(pre_stop) = container.lifecycle.as_ref().and_then(|l| l.pre_stop.as_ref())
+        && let Ok(json) = serde_json::to_string(pre_stop)
+    {
+        a.insert(PRE_STOP_HANDLER.into(), json);
+    }
+    if let Some(ports) = container.ports.as_ref().filter(|p| !p.is_empty())
+        && let Ok(json) = serde_json::to_string(ports)
+    {
+        a.insert(CONTAINER_PORTS.into(), json);
+    }
+    a
+}
+
+/// Upstream `HashContainer`: FNV-32a over the container's JSON, in hex. A changed hash means the
+/// spec changed and the container must be restarted.
+pub fn hash_container(container: &Container) -> String {
+    let json = serde_json::to_vec(container).unwrap_or_default();
+    format!("{:x}", fnv32a(&json))
+}
+
+fn fnv32a(data: &[u8]) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in data {
+        h ^= u32::from(*b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    h
+}
+
+/// The restart count recorded on a container, 0 when missing or malformed.
+pub fn restart_count(annotations: &HashMap<String, String>) -> i32 {
+    annotations.get(CONTAINER_RESTART_COUNT).and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    fn pod() -> Pod {
+        Pod {
+            metadata: ObjectMeta {
+                name: Some("web-node1".into()),
+                namespace: Some("default".into()),
+                uid: Some("u1".into()),
+                labels: Some([("app".to_string(), "web".to_string())].into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn sandbox_labels_carry_identity_and_pod_labels() {
+        let l = sandbox_labels(&pod());
+        assert_eq!(l[POD_NAME], "web-node1");
+        assert_eq!(l[POD_NAMESPACE], "default");
+        assert_eq!(l[POD_UID], "u1");
+        assert_eq!(l["app"], "web");
+    }
+
+    #[test]
+    fn hash_changes_with_spec() {
+        let a = Container { name: "a".into(), image: Some("x:1".into()), ..Default::default() };
+        let mut b = a.clone();
+        assert_eq!(hash_container(&a), hash_container(&b));
+        b.image = Some("x:2".into());
+        assert_ne!(hash_container(&a), hash_container(&b));
+    }
+
+    #[test]
+    fn fnv32a_known_vector() {
+        // FNV-1a 32-bit of "a" is 0xe40c292c.
+        assert_eq!(fnv32a(b"a"), 0xe40c_292c);
+        assert_eq!(fnv32a(b""), 0x811c_9dc5);
+    }
+
+    #[test]
+    fn restart_count_reads_annotation() {
+        let c = Container { name: "a".into(), ..Default::default() };
+        let a = container_annotations(&pod(), &c, 3);
+        assert_eq!(restart_count(&a), 3);
+        assert_eq!(restart_count(&HashMap::new()), 0);
+    }
+}

@@ -1,0 +1,452 @@
+//! The runtime manager (upstream `kubeGenericRuntimeManager`): reads a pod's state back from CRI
+//! and carries out the actions `compute_pod_actions` decides — sandbox, image pulls, init and app
+//! containers with crash-loop backoff, graceful kills and removal.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cri::{RuntimeService, api};
+use k8s_openapi::api::core::v1::{Container, Pod};
+
+use crate::clock::{Clock, from_nanos};
+use crate::container::{
+    ContainerRuntimeStatus, ContainerState, PodRuntimeStatus, SandboxRuntimeStatus, SyncReasons, WaitingReason,
+};
+use crate::events::{EventRecorder, EventType, pod_event, pod_key};
+use crate::pod_dirs::PodDirs;
+use crate::runtime::actions::compute_pod_actions;
+use crate::runtime::backoff::{Backoff, go_duration};
+use crate::runtime::container_config::{EnvContext, generate_container_config, make_env};
+use crate::runtime::images::ImageManager;
+use crate::runtime::labels::{self, uid_of};
+use crate::runtime::sandbox::{RuntimeSettings, generate_sandbox_config, pod_hostname, pod_logs_dir};
+use crate::volume::VolumeManager;
+
+pub const CRASH_LOOP_BACK_OFF: &str = "CrashLoopBackOff";
+pub const CREATE_CONTAINER_CONFIG_ERROR: &str = "CreateContainerConfigError";
+pub const CREATE_CONTAINER_ERROR: &str = "CreateContainerError";
+pub const RUN_CONTAINER_ERROR: &str = "RunContainerError";
+/// Sandbox failures are reported on the pod, not a container.
+pub const FAILED_CREATE_POD_SANDBOX: &str = "FailedCreatePodSandBox";
+
+/// What one sync did that status must show, and when to look again.
+#[derive(Debug, Default)]
+pub struct SyncResult {
+    /// Waiting reasons of containers that could not be started.
+    pub reasons: SyncReasons,
+    /// Sync again after this long even if nothing happens (a backoff ends).
+    pub requeue_after: Option<Duration>,
+    /// A failure of the pod as a whole (sandbox, volumes), already recorded as an event.
+    pub error: Option<String>,
+    /// An init container failed under restartPolicy Never: the pod has failed.
+    pub init_failed: bool,
+}
+
+impl SyncResult {
+    fn wait(&mut self, name: &str, reason: WaitingReason, after: Option<Duration>) {
+        self.reasons.insert(name.to_string(), reason);
+        self.requeue(after);
+    }
+    fn requeue(&mut self, after: Option<Duration>) {
+        if let Some(a) = after {
+            self.requeue_after = Some(self.requeue_after.map_or(a, |b| b.min(a)));
+        }
+    }
+}
+
+pub struct RuntimeManager {
+    runtime: Arc<dyn RuntimeService>,
+    images: ImageManager,
+    volumes: Arc<VolumeManager>,
+    dirs: PodDirs,
+    settings: RuntimeSettings,
+    recorder: Arc<dyn EventRecorder>,
+    clock: Arc<dyn Clock>,
+    crash_backoff: Mutex<Backoff>,
+}
+
+/// Retry delay after a failure that has no backoff of its own (upstream's worker backoff).
+const FAILURE_REQUEUE: Duration = Duration::from_secs(10);
+
+impl RuntimeManager {
+    pub fn new(
+        runtime: Arc<dyn RuntimeService>,
+        images: Arc<dyn cri::ImageService>,
+        volumes: Arc<VolumeManager>,
+        dirs: PodDirs,
+        settings: RuntimeSettings,
+        recorder: Arc<dyn EventRecorder>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            runtime,
+            images: ImageManager::new(images, recorder.clone(), clock.clone()),
+            volumes,
+            dirs,
+            settings,
+            recorder,
+            clock,
+            crash_backoff: Mutex::new(Backoff::crash_loop()),
+        }
+    }
+
+    pub fn settings(&self) -> &RuntimeSettings {
+        &self.settings
+    }
+
+    /// Everything the runtime has for one pod UID, newest first.
+    pub async fn get_pod_status(&self, uid: &str) -> cri::Result<PodRuntimeStatus> {
+        let selector = HashMap::from([(labels::POD_UID.to_string(), uid.to_string())]);
+        let sandboxes = self
+            .runtime
+            .list_pod_sandbox(Some(api::PodSandboxFilter { label_selector: selector.clone(), ..Default::default() }))
+            .await?;
+        let containers = self
+            .runtime
+            .list_containers(Some(api::ContainerFilter { label_selector: selector, ..Default::default() }))
+            .await?;
+        let mut out = PodRuntimeStatus { uid: uid.to_string(), ..Default::default() };
+        for sb in sandboxes {
+            let meta = sb.metadata.clone().unwrap_or_default();
+            out.name = meta.name.clone();
+            out.namespace = meta.namespace.clone();
+            let ready = sb.state == api::PodSandboxState::SandboxReady as i32;
+            let mut s = SandboxRuntimeStatus {
+                id: sb.id.clone(),
+                ready,
+                created_at: sb.created_at,
+                attempt: meta.attempt,
+                ips: vec![],
+                host_network: false,
+            };
+            match self.runtime.pod_sandbox_status(&sb.id).await {
+                Ok(st) => {
+                    s.host_network = st
+                        .linux
+                        .as_ref()
+                        .and_then(|l| l.namespaces.as_ref())
+                        .and_then(|n| n.options.as_ref())
+                        .is_some_and(|o| o.network == api::NamespaceMode::Node as i32);
+                    if let Some(net) = st.network.filter(|_| ready) {
+                        s.ips = std::iter::once(net.ip)
+                            .chain(net.additional_ips.into_iter().map(|i| i.ip))
+                            .filter(|ip| !ip.is_empty())
+                            .collect();
+                    }
+                }
+                Err(e) if e.is_not_found() => continue,
+                Err(e) => return Err(e),
+            }
+            out.sandboxes.push(s);
+        }
+        out.sandboxes.sort_by_key(|s| std::cmp::Reverse(s.created_at));
+        for c in containers {
+            let st = match self.runtime.container_status(&c.id).await {
+                Ok(st) => st,
+                Err(e) if e.is_not_found() => continue,
+                Err(e) => return Err(e),
+            };
+            out.containers.push(ContainerRuntimeStatus {
+                id: c.id.clone(),
+                name: c.labels.get(labels::CONTAINER_NAME).cloned().unwrap_or_default(),
+                state: match st.state {
+                    0 => ContainerState::Created,
+                    1 => ContainerState::Running,
+                    2 => ContainerState::Exited,
+                    _ => ContainerState::Unknown,
+                },
+                created_at: st.created_at,
+                started_at: st.started_at,
+                finished_at: st.finished_at,
+                exit_code: st.exit_code,
+                image: c.image.as_ref().map(|i| i.user_specified_image.clone()).unwrap_or_default(),
+                image_ref: st.image_ref.clone(),
+                restart_count: labels::restart_count(&c.annotations),
+                hash: c.annotations.get(labels::CONTAINER_HASH).cloned().unwrap_or_default(),
+                reason: st.reason,
+                message: st.message,
+            });
+        }
+        out.containers.sort_by_key(|c| std::cmp::Reverse(c.created_at));
+        Ok(out)
+    }
+
+    /// One step towards the pod's desired state.
+    pub async fn sync_pod(&self, pod: &Pod, status: &PodRuntimeStatus) -> SyncResult {
+        let mut result = SyncResult::default();
+        let actions = compute_pod_actions(pod, status);
+        result.init_failed = actions.init_failed;
+        if actions.kill_pod {
+            self.kill_pod(Some(pod), status, None).await;
+            if !actions.create_sandbox {
+                return result;
+            }
+        } else {
+            for (id, name, why) in &actions.containers_to_kill {
+                self.recorder.record(pod_event(pod, EventType::Normal, "Killing", why.clone()));
+                self.stop_container(pod, id, name, grace_period(pod)).await;
+            }
+        }
+
+        if let Err(e) = self.volumes.setup_pod_volumes(pod).await {
+            let msg = e.to_string();
+            self.recorder.record(pod_event(pod, EventType::Warning, "FailedMount", msg.clone()));
+            result.error = Some(msg);
+            result.requeue(Some(FAILURE_REQUEUE));
+            return result;
+        }
+
+        let (sandbox_config, dns_events) = generate_sandbox_config(pod, actions.attempt, &self.settings);
+        let mut sandbox_id = actions.sandbox_id.clone();
+        let mut pod_ips = status.ips().to_vec();
+        if actions.create_sandbox {
+            for e in dns_events {
+                self.recorder.record(e);
+            }
+            match self.create_sandbox(pod, &sandbox_config).await {
+                Ok((id, ips)) => {
+                    sandbox_id = id;
+                    pod_ips = ips;
+                }
+                Err(msg) => {
+                    result.error = Some(msg);
+                    result.requeue(Some(FAILURE_REQUEUE));
+                    return result;
+                }
+            }
+        }
+        let ctx = EnvContext { pod_ips, host_ips: Vec::new(), node_name: self.settings.node_name.clone() };
+        let Some(spec) = pod.spec.as_ref() else { return result };
+
+        if let Some(i) = actions.next_init_container
+            && let Some(c) = spec.init_containers.as_ref().and_then(|v| v.get(i))
+        {
+            self.start_container(pod, c, &sandbox_id, &sandbox_config, status, &ctx, &mut result).await;
+            // Init containers run one at a time; app containers wait for the next sync.
+            if !actions.create_sandbox || actions.containers_to_start.is_empty() {
+                return result;
+            }
+        }
+        for i in &actions.containers_to_start {
+            if let Some(c) = spec.containers.get(*i) {
+                self.start_container(pod, c, &sandbox_id, &sandbox_config, status, &ctx, &mut result).await;
+            }
+        }
+        result
+    }
+
+    async fn create_sandbox(&self, pod: &Pod, config: &api::PodSandboxConfig) -> Result<(String, Vec<String>), String> {
+        let key = pod_key(pod);
+        let fail = |msg: String| {
+            self.recorder.record(pod_event(pod, EventType::Warning, FAILED_CREATE_POD_SANDBOX, msg.clone()));
+            msg
+        };
+        let log_dir = pod_logs_dir(&self.settings.pod_logs_dir, pod);
+        if let Err(e) = tokio::fs::create_dir_all(&log_dir).await {
+            return Err(fail(format!("Failed to create pod log directory {}: {e}", log_dir.display())));
+        }
+        let id = self
+            .runtime
+            .run_pod_sandbox(
+                config.clone(),
+                pod.spec.as_ref().and_then(|s| s.runtime_class_name.as_deref()).unwrap_or(""),
+            )
+            .await
+            .map_err(|e| fail(format!("Failed to create pod sandbox: {e}")))?;
+        tracing::info!(pod = %key, sandbox = %id, "created pod sandbox");
+        let ips: Vec<String> = match self.runtime.pod_sandbox_status(&id).await {
+            Ok(st) => st
+                .network
+                .map(|n| std::iter::once(n.ip).chain(n.additional_ips.into_iter().map(|i| i.ip)).collect())
+                .unwrap_or_default(),
+            Err(e) => return Err(fail(format!("Failed to get pod sandbox status of {id}: {e}"))),
+        };
+        let ips: Vec<String> = ips.into_iter().filter(|ip| !ip.is_empty()).collect();
+        if let Err(e) = self.dirs.write_hosts_file_for(pod, &ips, &pod_hostname(pod), &self.settings.dns.cluster_domain)
+        {
+            return Err(fail(format!("Failed to write hosts file of pod {key}: {e}")));
+        }
+        Ok((id, ips))
+    }
+
+    /// Upstream's stable backoff key of a container.
+    fn backoff_key(pod: &Pod, c: &Container) -> String {
+        format!(
+            "{}_{}_{}_{}_{}",
+            uid_of(pod),
+            pod.metadata.name.as_deref().unwrap_or_default(),
+            pod.metadata.namespace.as_deref().unwrap_or_default(),
+            c.name,
+            labels::hash_container(c)
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn start_container(
+        &self,
+        pod: &Pod,
+        c: &Container,
+        sandbox_id: &str,
+        sandbox_config: &api::PodSandboxConfig,
+        status: &PodRuntimeStatus,
+        ctx: &EnvContext,
+        result: &mut SyncResult,
+    ) {
+        let latest = status.latest(&c.name);
+        // Crash-loop backoff against the previous instance's finish time.
+        if let Some(prev) = latest.filter(|s| s.state == ContainerState::Exited) {
+            let key = Self::backoff_key(pod, c);
+            let finished = from_nanos(prev.finished_at).unwrap_or_default();
+            let now = self.clock.now();
+            let Ok(mut b) = self.crash_backoff.lock() else { return };
+            if let Some(left) = b.remaining_since(&key, finished, now) {
+                let delay = b.get(&key).unwrap_or_default();
+                let message = format!(
+                    "back-off {} restarting failed container={} pod={}_{}({})",
+                    go_duration(delay),
+                    c.name,
+                    pod.metadata.name.as_deref().unwrap_or_default(),
+                    pod.metadata.namespace.as_deref().unwrap_or_default(),
+                    uid_of(pod)
+                );
+                drop(b);
+                self.recorder.record(pod_event(
+                    pod,
+                    EventType::Warning,
+                    "BackOff",
+                    format!("Back-off restarting failed container {} in pod {}", c.name, pod_key(pod)),
+                ));
+                result.wait(&c.name, WaitingReason { reason: CRASH_LOOP_BACK_OFF.into(), message }, Some(left));
+                return;
+            }
+            b.next(&key, finished, now);
+        }
+        let restart_count = latest.map_or(0, |s| s.restart_count + 1);
+
+        let image_ref = match self.images.ensure_image(pod, c, sandbox_config).await {
+            Ok(r) => r,
+            Err((reason, after)) => {
+                result.wait(&c.name, reason, after.or(Some(FAILURE_REQUEUE)));
+                return;
+            }
+        };
+        let config_error = |result: &mut SyncResult, reason: &str, message: String| {
+            self.recorder.record(pod_event(pod, EventType::Warning, "Failed", format!("Error: {message}")));
+            result.wait(&c.name, WaitingReason { reason: reason.into(), message }, Some(FAILURE_REQUEUE));
+        };
+        let termination_log = match self.dirs.new_termination_log_file(uid_of(pod), &c.name) {
+            Ok(p) => p,
+            Err(e) => return config_error(result, CREATE_CONTAINER_CONFIG_ERROR, e.to_string()),
+        };
+        let env = match make_env(pod, c, ctx) {
+            Ok(env) => env,
+            Err(e) => return config_error(result, CREATE_CONTAINER_CONFIG_ERROR, e.0),
+        };
+        let mounts = match self.volumes.container_mounts_with_env(pod, c, Some(&termination_log), &env) {
+            Ok(m) => m,
+            Err(e) => return config_error(result, CREATE_CONTAINER_CONFIG_ERROR, e.to_string()),
+        };
+        let config = generate_container_config(pod, c, restart_count, &image_ref, mounts, env);
+        let log_dir = pod_logs_dir(&self.settings.pod_logs_dir, pod).join(&c.name);
+        if let Err(e) = tokio::fs::create_dir_all(&log_dir).await {
+            return config_error(
+                result,
+                CREATE_CONTAINER_ERROR,
+                format!("failed to create container log directory {}: {e}", log_dir.display()),
+            );
+        }
+        // Keep one dead instance per container (for lastState), like upstream's GC.
+        for old in status.containers.iter().filter(|s| s.name == c.name && s.state == ContainerState::Exited).skip(1) {
+            if let Err(e) = self.runtime.remove_container(&old.id).await
+                && !e.is_not_found()
+            {
+                tracing::warn!(pod = %pod_key(pod), container = %c.name, id = %old.id, "removing old container instance: {e}");
+            }
+        }
+        let id = match self.runtime.create_container(sandbox_id, config, sandbox_config.clone()).await {
+            Ok(id) => id,
+            Err(e) => return config_error(result, CREATE_CONTAINER_ERROR, e.to_string()),
+        };
+        self.recorder.record(pod_event(pod, EventType::Normal, "Created", format!("Created container: {}", c.name)));
+        if let Err(e) = self.runtime.start_container(&id).await {
+            return config_error(result, RUN_CONTAINER_ERROR, e.to_string());
+        }
+        self.recorder.record(pod_event(pod, EventType::Normal, "Started", format!("Started container {}", c.name)));
+        result.reasons.remove(&c.name);
+    }
+
+    async fn stop_container(&self, pod: &Pod, id: &str, name: &str, grace: i64) {
+        match self.runtime.stop_container(id, grace).await {
+            Ok(()) => {}
+            Err(e) if e.is_not_found() => {}
+            Err(e) => tracing::warn!(pod = %pod_key(pod), container = %name, "stopping container {id}: {e}"),
+        }
+    }
+
+    /// Stops every running container (in parallel, each with `grace` seconds, the pod's
+    /// termination grace period by default) and then the sandboxes. Containers stay for logs and
+    /// status until `remove_pod`.
+    pub async fn kill_pod(&self, pod: Option<&Pod>, status: &PodRuntimeStatus, grace: Option<i64>) {
+        let grace = grace.or(pod.map(grace_period)).unwrap_or(30);
+        let running =
+            status.containers.iter().filter(|c| matches!(c.state, ContainerState::Running | ContainerState::Created));
+        let stops = running.map(|c| async move {
+            if let Some(pod) = pod {
+                self.recorder.record(pod_event(
+                    pod,
+                    EventType::Normal,
+                    "Killing",
+                    format!("Stopping container {}", c.name),
+                ));
+            }
+            if let Err(e) = self.runtime.stop_container(&c.id, grace).await
+                && !e.is_not_found()
+            {
+                tracing::warn!(pod_uid = %status.uid, container = %c.name, "stopping container {}: {e}", c.id);
+            }
+        });
+        futures::future::join_all(stops).await;
+        for s in status.sandboxes.iter().filter(|s| s.ready) {
+            if let Err(e) = self.runtime.stop_pod_sandbox(&s.id).await
+                && !e.is_not_found()
+            {
+                tracing::warn!(pod_uid = %status.uid, "stopping sandbox {}: {e}", s.id);
+            }
+        }
+    }
+
+    /// Removes every container and sandbox of a pod that has been killed.
+    pub async fn remove_pod(&self, status: &PodRuntimeStatus) -> cri::Result<()> {
+        for c in &status.containers {
+            match self.runtime.remove_container(&c.id).await {
+                Err(e) if !e.is_not_found() => return Err(e),
+                _ => {}
+            }
+        }
+        for s in &status.sandboxes {
+            match self.runtime.stop_pod_sandbox(&s.id).await {
+                Err(e) if !e.is_not_found() => return Err(e),
+                _ => {}
+            }
+            match self.runtime.remove_pod_sandbox(&s.id).await {
+                Err(e) if !e.is_not_found() => return Err(e),
+                _ => {}
+            }
+        }
+        if let Ok(mut b) = self.crash_backoff.lock() {
+            b.forget_prefix(&format!("{}_", status.uid));
+        }
+        self.images.forget_pod(&status.uid);
+        Ok(())
+    }
+}
+
+/// The pod's grace period: a deletion grace period when one was set, else the spec's (30 s).
+pub fn grace_period(pod: &Pod) -> i64 {
+    pod.metadata
+        .deletion_grace_period_seconds
+        .or(pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds))
+        .unwrap_or(30)
+        .max(0)
+}

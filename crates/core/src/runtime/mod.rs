@@ -1,0 +1,10 @@
+//! The runtime manager and its parts: pod spec → CRI calls (upstream `kuberuntime`).
+
+pub mod actions;
+pub mod backoff;
+pub mod container_config;
+pub mod dns;
+pub mod images;
+pub mod labels;
+pub mod manager;
+pub mod sandbox;

@@ -1,0 +1,186 @@
+//! Wiring: builds the kubelet from its configuration, starts every loop, and shuts down on
+//! SIGTERM/SIGINT without touching running pods (a kubelet restart must not kill pods).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use core_kubelet::clock::RealClock;
+use core_kubelet::config::KubeletConfiguration;
+use core_kubelet::events::LogRecorder;
+use core_kubelet::kubelet::{Kubelet, SyncLoop, SyncLoopHealth};
+use core_kubelet::pleg::{Pleg, PlegHealth};
+use core_kubelet::pod_dirs::PodDirs;
+use core_kubelet::pod_workers::PodWorkers;
+use core_kubelet::runtime::dns::{DnsSettings, HostResolver};
+use core_kubelet::runtime::manager::RuntimeManager;
+use core_kubelet::runtime::sandbox::RuntimeSettings;
+use core_kubelet::source::file::FileSource;
+use core_kubelet::status_manager::StatusManager;
+use core_kubelet::volume::VolumeManager;
+use cri::{RemoteRuntime, RuntimeService};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+pub fn init_logging(verbosity: u8) {
+    let default = match verbosity {
+        0..=1 => "info",
+        2..=3 => "info,rkubelet=debug,core_kubelet=debug",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RKUBELET_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    use std::io::IsTerminal;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
+struct HealthHost {
+    sync_loop: SyncLoopHealth,
+    pleg: PlegHealth,
+    statuses: StatusManager,
+}
+
+impl server::Host for HealthHost {
+    fn healthz(&self) -> Result<(), String> {
+        self.sync_loop.check()?;
+        self.pleg.check()
+    }
+    fn pods(&self) -> serde_json::Value {
+        self.statuses.pod_list()
+    }
+}
+
+fn node_name(cfg: &KubeletConfiguration) -> anyhow::Result<String> {
+    let name = match cfg.hostname_override.as_deref().filter(|h| !h.is_empty()) {
+        Some(h) => h.to_string(),
+        None => sys::hostname().context("reading the hostname (set --hostname-override)")?,
+    };
+    Ok(name.trim().to_lowercase())
+}
+
+fn host_resolver(path: &str) -> anyhow::Result<Option<HostResolver>> {
+    if path.is_empty() {
+        return Ok(None);
+    }
+    let r = sys::read_resolv_conf(std::path::Path::new(path)).with_context(|| format!("reading resolvConf {path}"))?;
+    Ok(Some(HostResolver { nameservers: r.nameservers, searches: r.searches, options: r.options }))
+}
+
+/// Waits until the runtime answers `Version`, logging each failure (a runtime that is down at
+/// start is retried, never fatal).
+async fn wait_for_runtime(rt: &RemoteRuntime, shutdown: &CancellationToken) -> bool {
+    let mut delay = Duration::from_secs(1);
+    loop {
+        match rt.version().await {
+            Ok(v) => {
+                tracing::info!(
+                    runtime = %v.runtime_name,
+                    version = %v.runtime_version,
+                    api = %v.runtime_api_version,
+                    "container runtime is up"
+                );
+                return true;
+            }
+            Err(e) => tracing::error!("{e}; retrying in {delay:?}"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return false,
+            _ = tokio::time::sleep(delay) => {}
+        }
+        delay = (delay * 2).min(Duration::from_secs(10));
+    }
+}
+
+fn shutdown_on_signals(shutdown: CancellationToken) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: shutting down, pods keep running"),
+            _ = int.recv() => tracing::info!("SIGINT: shutting down, pods keep running"),
+        }
+        shutdown.cancel();
+    });
+    Ok(())
+}
+
+pub async fn run(cfg: KubeletConfiguration) -> anyhow::Result<()> {
+    let shutdown = CancellationToken::new();
+    shutdown_on_signals(shutdown.clone())?;
+    let node = node_name(&cfg)?;
+    let root_dir = PathBuf::from(&cfg.root_dir);
+    std::fs::create_dir_all(&root_dir).with_context(|| format!("creating root dir {}", root_dir.display()))?;
+    tracing::info!(node = %node, root_dir = %root_dir.display(), "starting rkubelet {}", env!("CARGO_PKG_VERSION"));
+
+    let remote = Arc::new(
+        RemoteRuntime::connect(&cfg.container_runtime_endpoint, cfg.runtime_request_timeout)
+            .with_context(|| format!("container runtime endpoint {}", cfg.container_runtime_endpoint))?,
+    );
+    let cri: Arc<dyn RuntimeService> = remote.clone();
+
+    let statuses = StatusManager::default();
+    let sync_health = SyncLoopHealth::new(cfg.sync_frequency);
+    let pleg = Pleg::new(cri.clone(), Duration::from_secs(1));
+    let host = Arc::new(HealthHost { sync_loop: sync_health.clone(), pleg: pleg.health(), statuses: statuses.clone() });
+    if cfg.healthz_port > 0 {
+        let addr: SocketAddr = format!("{}:{}", cfg.healthz_bind_address, cfg.healthz_port)
+            .parse()
+            .with_context(|| format!("healthz address {}:{}", cfg.healthz_bind_address, cfg.healthz_port))?;
+        server::serve_healthz(addr, host, shutdown.clone());
+    }
+
+    if !wait_for_runtime(&remote, &shutdown).await {
+        return Ok(());
+    }
+
+    let clock = Arc::new(RealClock);
+    let recorder = Arc::new(LogRecorder);
+    let dirs = PodDirs::new(root_dir.clone());
+    let mounter: Arc<dyn sys::Mounter> = Arc::new(sys::RealMounter::new());
+    let volumes = Arc::new(VolumeManager::new(dirs.clone(), mounter));
+    let settings = RuntimeSettings {
+        node_name: node.clone(),
+        pod_logs_dir: PathBuf::from(&cfg.pod_logs_dir),
+        dns: DnsSettings {
+            cluster_dns: cfg.cluster_dns.clone(),
+            cluster_domain: cfg.cluster_domain.clone(),
+            host: host_resolver(&cfg.resolv_conf)?,
+        },
+    };
+    let runtime = Arc::new(RuntimeManager::new(
+        cri.clone(),
+        remote.clone(),
+        volumes.clone(),
+        dirs.clone(),
+        settings,
+        recorder.clone(),
+        clock.clone(),
+    ));
+    let kubelet =
+        Arc::new(Kubelet::new(runtime, cri.clone(), volumes, dirs, statuses, recorder, clock, cfg.node_ip.clone()));
+    let workers = PodWorkers::new(kubelet.clone(), cfg.sync_frequency, shutdown.clone());
+
+    let (snap_tx, snap_rx) = mpsc::channel(16);
+    if let Some(path) = Some(cfg.static_pod_path.as_str()).filter(|p| !p.is_empty()) {
+        let source = FileSource::new(PathBuf::from(path), node.clone(), cfg.file_check_frequency);
+        tokio::spawn(source.run(snap_tx, shutdown.clone()));
+        tracing::info!(path, "watching static pod manifests");
+    } else {
+        drop(snap_tx);
+        tracing::warn!("no staticPodPath / --pod-manifest-path: no pod source configured");
+    }
+    let (pleg_tx, pleg_rx) = mpsc::channel(1024);
+    tokio::spawn(pleg.run(pleg_tx, shutdown.clone()));
+
+    SyncLoop { kubelet, workers, health: sync_health }.run(snap_rx, pleg_rx, shutdown.clone()).await;
+    shutdown.cancel();
+    tracing::info!("rkubelet stopped");
+    Ok(())
+}

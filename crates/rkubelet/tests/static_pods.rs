@@ -1,0 +1,523 @@
+//! End-to-end: the real rkubelet binary runs static pods on the private containerd
+//! (`scripts/node-env up`). Each test starts its own agent with its own node name and dirs; the
+//! agents run one at a time (testkit serializes them).
+
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::path::Path;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
+use testkit::{Agent, AgentOptions, NodeEnv, wait_for};
+
+const BIN: &str = env!("CARGO_BIN_EXE_rkubelet");
+
+fn agent(env: &NodeEnv, tag: &str) -> Agent {
+    Agent::start(Path::new(BIN), env, tag, AgentOptions::default())
+}
+
+fn cstatus(pod: &Pod, name: &str) -> Option<ContainerStatus> {
+    let st = pod.status.as_ref()?;
+    st.container_statuses
+        .iter()
+        .flatten()
+        .chain(st.init_container_statuses.iter().flatten())
+        .find(|c| c.name == name)
+        .cloned()
+}
+
+fn phase(pod: &Pod) -> String {
+    pod.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_default()
+}
+
+fn running(pod: &Pod, name: &str) -> bool {
+    cstatus(pod, name).and_then(|c| c.state).and_then(|s| s.running).is_some()
+}
+
+fn waiting_reason(pod: &Pod, name: &str) -> Option<(String, String)> {
+    let w = cstatus(pod, name)?.state?.waiting?;
+    Some((w.reason.unwrap_or_default(), w.message.unwrap_or_default()))
+}
+
+fn manifest(name: &str, image: &str, body: &str) -> String {
+    format!("apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n{}", body.replace("IMAGE", image))
+}
+
+/// Waits for a pod to be reported with all the named containers running.
+async fn wait_running(a: &Agent, name: &str, containers: &[&str], deadline: Duration) -> Pod {
+    wait_for(&format!("pod {name} running"), deadline, || async {
+        let p = a.pod(name).await?;
+        if containers.iter().all(|c| running(&p, c)) {
+            Ok(p)
+        } else {
+            Err(format!(
+                "phase {} statuses {:?}\nagent log tail:\n{}",
+                phase(&p),
+                p.status.as_ref().map(|s| &s.container_statuses),
+                tail(&a.log())
+            ))
+        }
+    })
+    .await
+}
+
+fn tail(s: &str) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(15)..].join("\n")
+}
+
+#[tokio::test]
+async fn static_pod_runs_and_logs() {
+    let Some(env) = NodeEnv::require() else { return };
+    let a = agent(&env, "logs");
+    a.write_manifest(
+        "hello.yaml",
+        &manifest(
+            "hello",
+            &env.test_image,
+            "  containers:\n  - name: main\n    image: IMAGE\n    command: ['sh', '-c', 'echo hello from $(POD_NAME); sleep 3600']\n    env:\n    - name: POD_NAME\n      valueFrom:\n        fieldRef:\n          fieldPath: metadata.name\n",
+        ),
+    );
+    let pod = wait_running(&a, "hello", &["main"], Duration::from_secs(60)).await;
+    let uid = pod.metadata.uid.clone().unwrap_or_default();
+    assert_eq!(phase(&pod), "Running");
+    let annotations = pod.metadata.annotations.clone().unwrap_or_default();
+    assert_eq!(annotations.get("kubernetes.io/config.source").map(String::as_str), Some("file"));
+    assert_eq!(annotations.get("kubernetes.io/config.hash"), Some(&uid));
+    let cs = cstatus(&pod, "main").expect("status");
+    assert!(cs.container_id.as_deref().unwrap_or_default().starts_with("containerd://"), "{cs:?}");
+    assert_eq!(cs.restart_count, 0);
+    assert!(cs.ready);
+    let log = a.logs_dir().join(format!("default_{}_{uid}", a.pod_name("hello"))).join("main/0.log");
+    let want = format!("hello from {}", a.pod_name("hello"));
+    wait_for("container log line", Duration::from_secs(20), || async {
+        let content = std::fs::read_to_string(&log).map_err(|e| format!("{}: {e}", log.display()))?;
+        if content.contains(&want) { Ok(()) } else { Err(content) }
+    })
+    .await;
+    let (code, body) = a.healthz().await.expect("healthz");
+    assert_eq!((code, body.as_str()), (200, "ok"));
+    a.cleanup().await;
+}
+
+#[tokio::test]
+async fn host_port_answers_on_localhost() {
+    let Some(env) = NodeEnv::require() else { return };
+    let a = agent(&env, "hostport");
+    a.write_manifest(
+        "web.yaml",
+        &manifest(
+            "web",
+            &env.test_image,
+            "  containers:\n  - name: web\n    image: IMAGE\n    command: ['sh', '-c', 'mkdir -p /www && echo served-by-rkubelet > /www/index.html && exec httpd -f -p 8080 -h /www']\n    ports:\n    - containerPort: 8080\n      hostPort: 18090\n",
+        ),
+    );
+    let pod = wait_running(&a, "web", &["web"], Duration::from_secs(60)).await;
+    let pod_ip = pod.status.as_ref().and_then(|s| s.pod_ip.clone()).unwrap_or_default();
+    assert!(!pod_ip.is_empty(), "pod IP reported");
+    wait_for("hostPort 18090 answering", Duration::from_secs(20), || async {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect("127.0.0.1:18090").await.map_err(|e| e.to_string())?;
+        s.write_all(b"GET / HTTP/1.0\r\n\r\n").await.map_err(|e| e.to_string())?;
+        let mut buf = String::new();
+        s.read_to_string(&mut buf).await.map_err(|e| e.to_string())?;
+        if buf.contains("served-by-rkubelet") { Ok(()) } else { Err(buf) }
+    })
+    .await;
+    a.cleanup().await;
+}
+
+#[tokio::test]
+async fn manifest_edit_replaces_pod_and_removal_kills_it() {
+    let Some(env) = NodeEnv::require() else { return };
+    let a = agent(&env, "edit");
+    let body = "  terminationGracePeriodSeconds: 5\n  containers:\n  - name: main\n    image: IMAGE\n    command: ['sh', '-c', 'trap \"exit 0\" TERM; echo VERSION; while true; do sleep 1; done']\n";
+    a.write_manifest("p.yaml", &manifest("edited", &env.test_image, &body.replace("VERSION", "v1")));
+    let first = wait_running(&a, "edited", &["main"], Duration::from_secs(60)).await;
+    let first_uid = first.metadata.uid.clone().unwrap_or_default();
+    a.write_manifest("p.yaml", &manifest("edited", &env.test_image, &body.replace("VERSION", "v2")));
+    let second = wait_for("pod replaced with a new UID", Duration::from_secs(60), || async {
+        let p = a.pod("edited").await?;
+        let uid = p.metadata.uid.clone().unwrap_or_default();
+        if uid != first_uid && running(&p, "main") {
+            Ok(p)
+        } else {
+            Err(format!("uid {uid} running {}", running(&p, "main")))
+        }
+    })
+    .await;
+    wait_for("old sandbox gone", Duration::from_secs(30), || async {
+        let old: Vec<_> = a
+            .sandboxes("edited")
+            .await
+            .into_iter()
+            .filter(|s| s.metadata.as_ref().is_some_and(|m| m.uid == first_uid))
+            .collect();
+        if old.is_empty() { Ok(()) } else { Err(format!("{} old sandboxes", old.len())) }
+    })
+    .await;
+    assert_eq!(a.pods().await.expect("pods").len(), 1, "exactly one pod after the edit");
+    let second_uid = second.metadata.uid.clone().unwrap_or_default();
+
+    let removed_at = std::time::Instant::now();
+    a.remove_manifest("p.yaml");
+    wait_for("pod removed from the runtime", Duration::from_secs(30), || async {
+        let sb = a.sandboxes("edited").await;
+        let ctrs = a.containers("edited").await;
+        if sb.is_empty() && ctrs.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{} sandboxes, {} containers", sb.len(), ctrs.len()))
+        }
+    })
+    .await;
+    assert!(
+        removed_at.elapsed() < Duration::from_secs(5 + 10),
+        "removed within the grace period (+ slack): {:?}",
+        removed_at.elapsed()
+    );
+    wait_for("pod gone from status and its dirs removed", Duration::from_secs(20), || async {
+        let gone = a.pod("edited").await.is_err();
+        let dir = a.root_dir().join("pods").join(&second_uid);
+        let logs = a.logs_dir().join(format!("default_{}_{second_uid}", a.pod_name("edited")));
+        if gone && !dir.exists() && !logs.exists() {
+            Ok(())
+        } else {
+            Err(format!("reported {} dir {} logs {}", !gone, dir.exists(), logs.exists()))
+        }
+    })
+    .await;
+    a.cleanup().await;
+}
+
+#[tokio::test]
+async fn init_containers_run_in_order_and_failure_blocks_apps() {
+    let Some(env) = NodeEnv::require() else { return };
+    let a = agent(&env, "init");
+    a.write_manifest(
+        "ordered.yaml",
+        &manifest(
+            "ordered",
+            &env.test_image,
+            "  volumes:\n  - name: work\n    emptyDir: {}\n  initContainers:\n  - name: first\n    image: IMAGE\n    command: ['sh', '-c', 'echo first >> /work/order']\n    volumeMounts:\n    - {name: work, mountPath: /work}\n  - name: second\n    image: IMAGE\n    command: ['sh', '-c', 'echo second >> /work/order']\n    volumeMounts:\n    - {name: work, mountPath: /work}\n  containers:\n  - name: app\n    image: IMAGE\n    command: ['sh', '-c', 'cat /work/order; sleep 3600']\n    volumeMounts:\n    - {name: work, mountPath: /work}\n",
+        ),
+    );
+    a.write_manifest(
+        "blocked.yaml",
+        &manifest(
+            "blocked",
+            &env.test_image,
+            "  initContainers:\n  - name: broken\n    image: IMAGE\n    command: ['sh', '-c', 'exit 3']\n  containers:\n  - name: app\n    image: IMAGE\n    command: ['sleep', '3600']\n",
+        ),
+    );
+    let pod = wait_running(&a, "ordered", &["app"], Duration::from_secs(90)).await;
+    let uid = pod.metadata.uid.clone().unwrap_or_default();
+    let log = a.logs_dir().join(format!("default_{}_{uid}", a.pod_name("ordered"))).join("app/0.log");
+    wait_for("app saw both init containers in order", Duration::from_secs(20), || async {
+        let c = std::fs::read_to_string(&log).map_err(|e| e.to_string())?;
+        let lines: Vec<&str> = c.lines().filter_map(|l| l.split(' ').nth(3)).collect();
+        if lines == ["first", "second"] { Ok(()) } else { Err(c) }
+    })
+    .await;
+    let blocked = wait_for("failed init container restarted", Duration::from_secs(60), || async {
+        let p = a.pod("blocked").await?;
+        let restarts = cstatus(&p, "broken").map(|c| c.restart_count).unwrap_or(0);
+        if restarts >= 1 { Ok(p) } else { Err(format!("restarts {restarts}")) }
+    })
+    .await;
+    assert_eq!(phase(&blocked), "Pending");
+    assert!(!running(&blocked, "app"), "app container must not start while init fails");
+    assert!(
+        a.containers("blocked")
+            .await
+            .iter()
+            .all(|c| c.labels.get("io.kubernetes.container.name").map(String::as_str) != Some("app"))
+    );
+    let init_cond = blocked
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| c.iter().find(|c| c.type_ == "Initialized").cloned())
+        .expect("Initialized condition");
+    assert_eq!(init_cond.status, "False");
+    a.cleanup().await;
+}
+
+#[tokio::test]
+async fn restart_policies_and_restart_counts() {
+    let Some(env) = NodeEnv::require() else { return };
+    let a = agent(&env, "policy");
+    let pod = |policy: &str, script: &str| {
+        format!(
+            "  restartPolicy: {policy}\n  volumes:\n  - name: state\n    emptyDir: {{}}\n  containers:\n  - name: main\n    image: IMAGE\n    command: ['sh', '-c', '{script}']\n    volumeMounts:\n    - {{name: state, mountPath: /state}}\n"
+        )
+    };
+    a.write_manifest("never.yaml", &manifest("never", &env.test_image, &pod("Never", "exit 2")));
+    a.write_manifest(
+        "onfailure.yaml",
+        &manifest(
+            "onfailure",
+            &env.test_image,
+            &pod("OnFailure", "if [ -e /state/ran ]; then exit 0; fi; touch /state/ran; exit 1"),
+        ),
+    );
+    a.write_manifest("always.yaml", &manifest("always", &env.test_image, &pod("Always", "exit 0")));
+
+    let never = wait_for("Never pod failed", Duration::from_secs(60), || async {
+        let p = a.pod("never").await?;
+        if phase(&p) == "Failed" { Ok(p) } else { Err(phase(&p)) }
+    })
+    .await;
+    let cs = cstatus(&never, "main").expect("status");
+    let term = cs.state.and_then(|s| s.terminated).expect("terminated");
+    assert_eq!((term.exit_code, term.reason.as_deref(), cs.restart_count), (2, Some("Error"), 0));
+
+    let onfailure = wait_for("OnFailure pod succeeded after one restart", Duration::from_secs(60), || async {
+        let p = a.pod("onfailure").await?;
+        if phase(&p) == "Succeeded" { Ok(p) } else { Err(format!("{} {:?}", phase(&p), cstatus(&p, "main"))) }
+    })
+    .await;
+    let cs = cstatus(&onfailure, "main").expect("status");
+    assert_eq!(cs.restart_count, 1);
+    assert_eq!(cs.state.and_then(|s| s.terminated).map(|t| t.reason), Some(Some("Completed".into())));
+    assert_eq!(
+        cs.last_state.and_then(|s| s.terminated).map(|t| t.exit_code),
+        Some(1),
+        "lastState holds the failed run"
+    );
+
+    wait_for("Always pod restarted at least twice", Duration::from_secs(60), || async {
+        let p = a.pod("always").await?;
+        let n = cstatus(&p, "main").map(|c| c.restart_count).unwrap_or(0);
+        if n >= 2 && phase(&p) == "Running" { Ok(()) } else { Err(format!("{} restarts {n}", phase(&p))) }
+    })
+    .await;
+    a.cleanup().await;
+}
+
+#[tokio::test]
+async fn crash_loop_backoff_grows() {
+    let Some(env) = NodeEnv::require() else { return };
+    let a = agent(&env, "crash");
+    a.write_manifest(
+        "crash.yaml",
+        &manifest(
+            "crash",
+            &env.test_image,
+            "  containers:\n  - name: main\n    image: IMAGE\n    command: ['sh', '-c', 'exit 1']\n",
+        ),
+    );
+    let seen = std::sync::Mutex::new(Vec::<String>::new());
+    wait_for("back-off delays 10s then 20s", Duration::from_secs(90), || {
+        let seen = &seen;
+        let a = &a;
+        async move {
+            let p = a.pod("crash").await?;
+            let mut seen = seen.lock().map_err(|e| e.to_string())?;
+            if let Some((reason, msg)) = waiting_reason(&p, "main") {
+                assert_eq!(reason, "CrashLoopBackOff", "{msg}");
+                let delay = msg.split_whitespace().nth(1).unwrap_or_default().to_string();
+                if !seen.contains(&delay) {
+                    seen.push(delay);
+                }
+            }
+            if seen.iter().any(|d| d == "20s") { Ok(()) } else { Err(format!("delays seen {seen:?}")) }
+        }
+    })
+    .await;
+    let seen = seen.into_inner().expect("lock");
+    assert_eq!(seen.first().map(String::as_str), Some("10s"), "{seen:?}");
+    a.cleanup().await;
+}
+
+#[tokio::test]
+async fn empty_dir_is_shared_and_removed_with_the_pod() {
+    let Some(env) = NodeEnv::require() else { return };
+    let a = agent(&env, "emptydir");
+    a.write_manifest(
+        "shared.yaml",
+        &manifest(
+            "shared",
+            &env.test_image,
+            "  terminationGracePeriodSeconds: 1\n  volumes:\n  - name: data\n    emptyDir: {}\n  - name: mem\n    emptyDir:\n      medium: Memory\n      sizeLimit: 8Mi\n  containers:\n  - name: writer\n    image: IMAGE\n    command: ['sh', '-c', 'echo shared-content > /data/f; echo m > /mem/f; sleep 3600']\n    volumeMounts:\n    - {name: data, mountPath: /data}\n    - {name: mem, mountPath: /mem}\n  - name: reader\n    image: IMAGE\n    command: ['sh', '-c', 'while [ ! -e /in/f ]; do sleep 0.2; done; cat /in/f; sleep 3600']\n    volumeMounts:\n    - {name: data, mountPath: /in, readOnly: true}\n",
+        ),
+    );
+    let pod = wait_running(&a, "shared", &["writer", "reader"], Duration::from_secs(60)).await;
+    let uid = pod.metadata.uid.clone().unwrap_or_default();
+    let vol = a.root_dir().join("pods").join(&uid).join("volumes/kubernetes.io~empty-dir/data");
+    let mem = a.root_dir().join("pods").join(&uid).join("volumes/kubernetes.io~empty-dir/mem");
+    let log = a.logs_dir().join(format!("default_{}_{uid}", a.pod_name("shared"))).join("reader/0.log");
+    wait_for("reader saw the writer's file", Duration::from_secs(20), || async {
+        let c = std::fs::read_to_string(&log).map_err(|e| e.to_string())?;
+        if c.contains("shared-content") { Ok(()) } else { Err(c) }
+    })
+    .await;
+    assert_eq!(std::fs::read_to_string(vol.join("f")).expect("file on the host"), "shared-content\n");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    assert!(mounts.contains(&format!("{} ", mem.display())), "medium: Memory is a tmpfs mount");
+    a.remove_manifest("shared.yaml");
+    wait_for("volumes removed after the pod", Duration::from_secs(30), || async {
+        let mounted = std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap_or_default()
+            .contains(&format!("{} ", mem.display()));
+        if !vol.exists() && !mounted { Ok(()) } else { Err(format!("dir {} tmpfs {mounted}", vol.exists())) }
+    })
+    .await;
+    a.cleanup().await;
+}
+
+#[tokio::test]
+async fn missing_image_backs_off() {
+    let Some(env) = NodeEnv::require() else { return };
+    let a = agent(&env, "pull");
+    let missing = format!("{}/library/does-not-exist:1.0", env.registry);
+    a.write_manifest(
+        "missing.yaml",
+        &manifest("missing", &missing, "  containers:\n  - name: main\n    image: IMAGE\n"),
+    );
+    let reasons = std::sync::Mutex::new(Vec::<String>::new());
+    wait_for("ErrImagePull then ImagePullBackOff", Duration::from_secs(60), || {
+        let reasons = &reasons;
+        let a = &a;
+        async move {
+            let p = a.pod("missing").await?;
+            let mut reasons = reasons.lock().map_err(|e| e.to_string())?;
+            if let Some((reason, _)) = waiting_reason(&p, "main")
+                && !reasons.contains(&reason)
+            {
+                reasons.push(reason);
+            }
+            if reasons.iter().any(|r| r == "ImagePullBackOff") { Ok(()) } else { Err(format!("{reasons:?}")) }
+        }
+    })
+    .await;
+    let reasons = reasons.into_inner().expect("lock");
+    assert!(
+        reasons.contains(&"ErrImagePull".to_string())
+            || reasons.first().map(String::as_str) == Some("ImagePullBackOff")
+    );
+    assert_eq!(phase(&a.pod("missing").await.expect("pod")), "Pending");
+    a.cleanup().await;
+}
+
+#[tokio::test]
+async fn invalid_manifest_does_not_disturb_valid_pods() {
+    let Some(env) = NodeEnv::require() else { return };
+    let a = agent(&env, "invalid");
+    a.write_manifest("bad-yaml.yaml", "apiVersion: v1\nkind: Pod\nmetadata: [unclosed\n");
+    a.write_manifest(
+        "no-image.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: noimage\nspec:\n  containers:\n  - name: c\n",
+    );
+    a.write_manifest(
+        "good.yaml",
+        &manifest(
+            "good",
+            &env.test_image,
+            "  containers:\n  - name: main\n    image: IMAGE\n    command: ['sleep', '3600']\n",
+        ),
+    );
+    wait_running(&a, "good", &["main"], Duration::from_secs(60)).await;
+    assert_eq!(a.pods().await.expect("pods").len(), 1, "only the valid pod runs");
+    let log = a.log();
+    assert!(log.contains("bad-yaml.yaml"), "bad file named in the log:\n{}", tail(&log));
+    assert!(log.contains("no-image.yaml") && log.contains("spec.containers[0].image"), "field named:\n{}", tail(&log));
+    a.cleanup().await;
+}
+
+#[tokio::test]
+async fn restart_after_kill9_adopts_pods() {
+    let Some(env) = NodeEnv::require() else { return };
+    let mut a = agent(&env, "adopt");
+    a.write_manifest(
+        "steady.yaml",
+        &manifest(
+            "steady",
+            &env.test_image,
+            "  containers:\n  - name: main\n    image: IMAGE\n    command: ['sleep', '3600']\n",
+        ),
+    );
+    a.write_manifest(
+        "flappy.yaml",
+        &manifest(
+            "flappy",
+            &env.test_image,
+            "  containers:\n  - name: main\n    image: IMAGE\n    command: ['sh', '-c', 'sleep 1; exit 1']\n",
+        ),
+    );
+    let before = wait_running(&a, "steady", &["main"], Duration::from_secs(60)).await;
+    wait_for("flappy restarted once", Duration::from_secs(60), || async {
+        let p = a.pod("flappy").await?;
+        let n = cstatus(&p, "main").map(|c| c.restart_count).unwrap_or(0);
+        if n >= 1 { Ok(()) } else { Err(format!("restarts {n}")) }
+    })
+    .await;
+    let id_before = cstatus(&before, "main").and_then(|c| c.container_id).expect("id");
+    let sandboxes_before = a.sandboxes("steady").await.len();
+    a.kill9();
+    a.spawn();
+    let after = wait_running(&a, "steady", &["main"], Duration::from_secs(60)).await;
+    let cs = cstatus(&after, "main").expect("status");
+    assert_eq!(cs.container_id.as_deref(), Some(id_before.as_str()), "same container adopted, not restarted");
+    assert_eq!(cs.restart_count, 0);
+    assert_eq!(a.sandboxes("steady").await.len(), sandboxes_before, "no sandbox duplicated");
+    let flappy = a.pod("flappy").await.expect("flappy");
+    assert!(cstatus(&flappy, "main").map(|c| c.restart_count).unwrap_or(0) >= 1, "restart count continues");
+    // Give the new agent a couple of syncs: nothing may be restarted or duplicated.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let again = a.pod("steady").await.expect("steady");
+    assert_eq!(cstatus(&again, "main").and_then(|c| c.container_id), Some(id_before));
+    assert_eq!(a.containers("steady").await.len(), 1);
+    a.cleanup().await;
+}
+
+#[tokio::test]
+async fn runtime_absent_at_start_is_retried_then_recovers() {
+    let Some(env) = NodeEnv::require() else { return };
+    let dir = tempfile::tempdir().expect("tmp");
+    let link = dir.path().join("late.sock");
+    let endpoint = format!("unix://{}", link.display());
+    let a = Agent::start(
+        Path::new(BIN),
+        &env,
+        "late",
+        AgentOptions { runtime_endpoint: Some(endpoint.clone()), ..Default::default() },
+    );
+    a.write_manifest(
+        "late.yaml",
+        &manifest(
+            "late",
+            &env.test_image,
+            "  containers:\n  - name: main\n    image: IMAGE\n    command: ['sleep', '3600']\n",
+        ),
+    );
+    wait_for("clear runtime error in the log", Duration::from_secs(20), || async {
+        let log = a.log();
+        if log.contains(&format!("container runtime not reachable at {endpoint}")) { Ok(()) } else { Err(tail(&log)) }
+    })
+    .await;
+    let (code, _) = a.healthz().await.expect("healthz answers while the runtime is down");
+    assert_eq!(code, 200);
+    std::os::unix::fs::symlink(env.socket(), &link).expect("symlink socket");
+    wait_running(&a, "late", &["main"], Duration::from_secs(60)).await;
+    a.cleanup().await;
+}
+
+#[tokio::test]
+async fn sigterm_exits_cleanly_and_leaves_pods_running() {
+    let Some(env) = NodeEnv::require() else { return };
+    let mut a = agent(&env, "sigterm");
+    a.write_manifest(
+        "keep.yaml",
+        &manifest(
+            "keep",
+            &env.test_image,
+            "  containers:\n  - name: main\n    image: IMAGE\n    command: ['sleep', '3600']\n",
+        ),
+    );
+    wait_running(&a, "keep", &["main"], Duration::from_secs(60)).await;
+    assert_eq!(a.terminate().await, Some(0), "exit code 0 on SIGTERM");
+    let running: Vec<_> = a.containers("keep").await.into_iter().filter(|c| c.state == 1).collect();
+    assert_eq!(running.len(), 1, "the pod's container keeps running after the kubelet stops");
+    a.cleanup().await;
+}

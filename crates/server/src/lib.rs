@@ -1,0 +1,138 @@
+//! rkubelet's local HTTP endpoints: `/healthz` (upstream's healthz server on
+//! `healthzBindAddress:healthzPort`) and, only when that address is loopback, `/debug/pods` — the
+//! pods this kubelet runs with their computed status, as a `v1.PodList`. Depends only on `Host`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use tokio_util::sync::CancellationToken;
+
+/// What the server needs from the kubelet. Contract: both methods are cheap and never block on
+/// pod work or the runtime.
+pub trait Host: Send + Sync + 'static {
+    /// Named health checks; `Err` carries the reason of the first failing one.
+    fn healthz(&self) -> Result<(), String>;
+    /// The current pods with status, as a `v1.PodList`.
+    fn pods(&self) -> serde_json::Value;
+}
+
+/// Builds the router; the debug endpoint is added only when `debug` is set.
+pub fn router(host: Arc<dyn Host>, debug: bool) -> Router {
+    let mut r = Router::new().route("/healthz", get(healthz));
+    if debug {
+        r = r.route("/debug/pods", get(pods));
+    }
+    r.with_state(host)
+}
+
+async fn healthz(State(host): State<Arc<dyn Host>>) -> Response {
+    match host.healthz() {
+        Ok(()) => (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], "ok").into_response(),
+        Err(reason) => {
+            tracing::warn!("healthz check failed: {reason}");
+            (StatusCode::INTERNAL_SERVER_ERROR, format!("[-]syncloop failed: {reason}\nhealthz check failed\n"))
+                .into_response()
+        }
+    }
+}
+
+async fn pods(State(host): State<Arc<dyn Host>>) -> Response {
+    (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], host.pods().to_string()).into_response()
+}
+
+/// Serves until `shutdown` on its own task. A bind failure (e.g. the port still held by a
+/// previous instance) is logged and retried every 5 s, as upstream's healthz server does: the
+/// kubelet keeps running pods meanwhile.
+pub fn serve_healthz(
+    addr: SocketAddr,
+    host: Arc<dyn Host>,
+    shutdown: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    let app = router(host, addr.ip().is_loopback());
+    tokio::spawn(async move {
+        let listener = loop {
+            match tokio::net::TcpListener::bind(addr).await {
+                Ok(l) => break l,
+                Err(e) => tracing::error!("failed to start the healthz server on {addr}: {e}; retrying in 5s"),
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
+            }
+        };
+        tracing::info!("healthz serving on http://{addr}/healthz");
+        let r = axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await;
+        if let Err(e) = r {
+            tracing::error!("healthz server on {addr}: {e}");
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    struct FakeHost(Mutex<Result<(), String>>);
+    impl Host for FakeHost {
+        fn healthz(&self) -> Result<(), String> {
+            self.0.lock().map(|r| r.clone()).unwrap_or(Ok(()))
+        }
+        fn pods(&self) -> serde_json::Value {
+            serde_json::json!({"kind": "PodList", "items": []})
+        }
+    }
+
+    async fn get_body(addr: SocketAddr, path: &str) -> (u16, String) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+            .await
+            .expect("write");
+        let mut buf = String::new();
+        s.read_to_string(&mut buf).await.expect("read");
+        let code = buf.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+        let body = buf.split("\r\n\r\n").nth(1).unwrap_or_default().to_string();
+        (code, body)
+    }
+
+    #[tokio::test]
+    async fn healthz_reports_ok_and_failure() {
+        let host = Arc::new(FakeHost(Mutex::new(Ok(()))));
+        let probe = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = probe.local_addr().expect("addr");
+        drop(probe);
+        let stop = CancellationToken::new();
+        serve_healthz(addr, host.clone(), stop.clone());
+        let mut first = None;
+        for _ in 0..100 {
+            if let Ok(r) = tokio::time::timeout(std::time::Duration::from_secs(1), async {
+                match tokio::net::TcpStream::connect(addr).await {
+                    Ok(_) => Some(get_body(addr, "/healthz").await),
+                    Err(_) => None,
+                }
+            })
+            .await
+                && r.is_some()
+            {
+                first = r;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert_eq!(first, Some((200, "ok".to_string())));
+        *host.0.lock().expect("lock") = Err("sync Loop took longer than expected".into());
+        let (code, body) = get_body(addr, "/healthz").await;
+        assert_eq!(code, 500);
+        assert!(body.contains("syncloop failed"), "{body}");
+        let (code, body) = get_body(addr, "/debug/pods").await;
+        assert_eq!(code, 200, "loopback serves the debug list");
+        assert!(body.contains("PodList"));
+        stop.cancel();
+    }
+}
