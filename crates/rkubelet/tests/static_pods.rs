@@ -314,8 +314,8 @@ async fn crash_loop_backoff_grows() {
         async move {
             let p = a.pod("crash").await?;
             let mut seen = seen.lock().map_err(|e| e.to_string())?;
-            if let Some((reason, msg)) = waiting_reason(&p, "main") {
-                assert_eq!(reason, "CrashLoopBackOff", "{msg}");
+            if let Some((reason, msg)) = waiting_reason(&p, "main").filter(|(r, _)| r == "CrashLoopBackOff") {
+                assert!(msg.contains("restarting failed container=main"), "{reason}: {msg}");
                 let delay = msg.split_whitespace().nth(1).unwrap_or_default().to_string();
                 if !seen.contains(&delay) {
                     seen.push(delay);
