@@ -15,7 +15,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
-use crate::container::SyncReasons;
+use crate::container::{PodRuntimeStatus, SyncReasons};
 use crate::events::EventRecorder;
 use crate::pleg::PlegEvent;
 use crate::pod_dirs::PodDirs;
@@ -102,21 +102,25 @@ impl Kubelet {
         Time(ts)
     }
 
-    /// Recomputes and stores a pod's status from a fresh runtime read.
-    async fn refresh_status(&self, pod: &Arc<Pod>, terminal: bool) -> Option<String> {
-        let uid = labels::uid_of(pod);
-        let rt = match self.runtime.get_pod_status(uid).await {
-            Ok(rt) => rt,
+    /// Reads the pod's state from the runtime (logging a failure with the pod's name).
+    async fn runtime_status(&self, pod: &Pod) -> Option<PodRuntimeStatus> {
+        match self.runtime.get_pod_status(labels::uid_of(pod)).await {
+            Ok(rt) => Some(rt),
             Err(e) => {
                 tracing::warn!(pod = %crate::events::pod_key(pod), "reading pod state from the runtime: {e}");
-                return None;
+                None
             }
-        };
+        }
+    }
+
+    /// Computes and stores a pod's status from its runtime state; returns the phase.
+    fn update_status(&self, pod: &Arc<Pod>, rt: &PodRuntimeStatus, terminal: bool) -> Option<String> {
+        let uid = labels::uid_of(pod);
         let reasons = self.reasons.lock().ok().and_then(|r| r.get(uid).cloned()).unwrap_or_default();
         let old = self.statuses.get(uid);
         let status = compute_pod_status(&StatusInput {
             pod,
-            runtime: &rt,
+            runtime: rt,
             reasons: &reasons,
             old: old.as_ref(),
             readiness: &|_| None,
@@ -135,17 +139,12 @@ impl PodSyncer for Kubelet {
     async fn sync_pod(&self, pod: &Pod, cancel: &CancellationToken) -> SyncOutcome {
         let pod = Arc::new(pod.clone());
         let uid = labels::uid_of(&pod).to_string();
-        let phase = self.refresh_status(&pod, false).await;
-        if is_terminal(phase.as_deref()) {
+        let Some(rt) = self.runtime_status(&pod).await else {
+            return SyncOutcome { requeue_after: Some(RUNTIME_RETRY), terminal: false };
+        };
+        if is_terminal(self.update_status(&pod, &rt, false).as_deref()) {
             return SyncOutcome { requeue_after: None, terminal: true };
         }
-        let rt = match self.runtime.get_pod_status(&uid).await {
-            Ok(rt) => rt,
-            Err(e) => {
-                tracing::warn!(pod = %crate::events::pod_key(&pod), "reading pod state from the runtime: {e}");
-                return SyncOutcome { requeue_after: Some(RUNTIME_RETRY), terminal: false };
-            }
-        };
         let result = tokio::select! {
             r = self.runtime.sync_pod(&pod, &rt) => r,
             _ = cancel.cancelled() => return SyncOutcome::default(),
@@ -153,7 +152,11 @@ impl PodSyncer for Kubelet {
         if let Ok(mut r) = self.reasons.lock() {
             r.insert(uid, result.reasons.clone());
         }
-        let phase = self.refresh_status(&pod, result.init_failed).await;
+        // Learn what this sync did right away rather than at the next PLEG relist.
+        let phase = match self.runtime_status(&pod).await {
+            Some(rt) => self.update_status(&pod, &rt, result.init_failed),
+            None => None,
+        };
         SyncOutcome {
             requeue_after: result.requeue_after,
             terminal: result.init_failed || is_terminal(phase.as_deref()),
@@ -174,7 +177,7 @@ impl PodSyncer for Kubelet {
             return Err(format!("containers still running after kill: {still:?}"));
         }
         if let Some(pod) = pod {
-            self.refresh_status(&Arc::new(pod.clone()), true).await;
+            self.update_status(&Arc::new(pod.clone()), &after, true);
         }
         Ok(())
     }

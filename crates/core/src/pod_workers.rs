@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use k8s_openapi::api::core::v1::Pod;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 /// What the last `sync_pod` asks of the worker.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -140,9 +141,6 @@ impl PodWorkers {
             slot.notify.notify_one();
             return;
         }
-        if matches!(desired, Desired::Kill { pod: None, removed: true, .. }) {
-            // Nothing was running it here; still clean up what the runtime may hold.
-        }
         let slot =
             Arc::new(Slot { desired: Mutex::new(desired), notify: Notify::new(), cancel: self.shutdown.child_token() });
         workers.insert(uid.to_string(), slot.clone());
@@ -150,15 +148,16 @@ impl PodWorkers {
         let workers_map = self.workers.clone();
         let shutdown = self.shutdown.clone();
         let uid = uid.to_string();
-        tokio::spawn(async move {
-            let span = tracing::info_span!("pod_worker", pod_uid = %uid);
-            let _enter = span.enter();
-            drop(_enter);
-            let finished = worker.run(shutdown).await;
-            if finished && let Ok(mut w) = workers_map.lock() {
-                w.remove(&uid);
+        let span = tracing::info_span!("pod_worker", pod_uid = %uid);
+        tokio::spawn(
+            async move {
+                let finished = worker.run(shutdown).await;
+                if finished && let Ok(mut w) = workers_map.lock() {
+                    w.remove(&uid);
+                }
             }
-        });
+            .instrument(span),
+        );
     }
 }
 

@@ -147,6 +147,7 @@ pub async fn run(cfg: KubeletConfiguration) -> anyhow::Result<()> {
     let volumes = Arc::new(VolumeManager::new(dirs.clone(), mounter));
     let settings = RuntimeSettings {
         node_name: node.clone(),
+        host_ips: cfg.node_ip.iter().flat_map(|ips| ips.split(',')).map(|ip| ip.trim().to_string()).collect(),
         pod_logs_dir: PathBuf::from(&cfg.pod_logs_dir),
         dns: DnsSettings {
             cluster_dns: cfg.cluster_dns.clone(),
@@ -163,8 +164,16 @@ pub async fn run(cfg: KubeletConfiguration) -> anyhow::Result<()> {
         recorder.clone(),
         clock.clone(),
     ));
-    let kubelet =
-        Arc::new(Kubelet::new(runtime, cri.clone(), volumes, dirs, statuses, recorder, clock, cfg.node_ip.clone()));
+    let kubelet = Arc::new(Kubelet::new(
+        runtime,
+        cri.clone(),
+        volumes,
+        dirs,
+        statuses,
+        recorder,
+        clock,
+        cfg.node_ip.as_deref().and_then(|s| s.split(",").next()).map(|s| s.trim().to_string()),
+    ));
     let workers = PodWorkers::new(kubelet.clone(), cfg.sync_frequency, shutdown.clone());
 
     let (snap_tx, snap_rx) = mpsc::channel(16);

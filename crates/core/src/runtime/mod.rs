@@ -8,3 +8,6 @@ pub mod images;
 pub mod labels;
 pub mod manager;
 pub mod sandbox;
+
+#[cfg(test)]
+mod manager_tests;

@@ -14,6 +14,8 @@ use crate::runtime::labels::{sandbox_annotations, sandbox_labels, uid_of};
 #[derive(Debug, Clone)]
 pub struct RuntimeSettings {
     pub node_name: String,
+    /// The node's IPs (`--node-ip`), for `status.hostIP(s)` env values; empty when unknown.
+    pub host_ips: Vec<String>,
     pub pod_logs_dir: PathBuf,
     pub dns: DnsSettings,
 }
@@ -138,7 +140,12 @@ mod tests {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
     fn settings() -> RuntimeSettings {
-        RuntimeSettings { node_name: "n1".into(), pod_logs_dir: "/var/log/pods".into(), dns: DnsSettings::default() }
+        RuntimeSettings {
+            node_name: "n1".into(),
+            host_ips: vec![],
+            pod_logs_dir: "/var/log/pods".into(),
+            dns: DnsSettings::default(),
+        }
     }
 
     fn pod() -> Pod {

@@ -1,0 +1,189 @@
+//! The runtime manager over `FakeRuntime`: call sequences, crash-loop and image-pull backoff.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cri::{FakeRuntime, RuntimeService};
+use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+use crate::clock::FakeClock;
+use crate::container::ContainerState;
+use crate::events::MemoryRecorder;
+use crate::pod_dirs::PodDirs;
+use crate::runtime::dns::DnsSettings;
+use crate::runtime::manager::{CRASH_LOOP_BACK_OFF, RuntimeManager};
+use crate::runtime::sandbox::RuntimeSettings;
+use crate::volume::VolumeManager;
+
+struct Harness {
+    fake: Arc<FakeRuntime>,
+    clock: Arc<FakeClock>,
+    events: MemoryRecorder,
+    manager: RuntimeManager,
+    _dir: tempfile::TempDir,
+}
+
+fn harness() -> Harness {
+    let dir = tempfile::tempdir().expect("tmp");
+    let fake = Arc::new(FakeRuntime::new());
+    let clock = Arc::new(FakeClock::new(Duration::from_nanos(u64::try_from(fake.now_ns()).unwrap_or(0))));
+    let events = MemoryRecorder::default();
+    let dirs = PodDirs::new(dir.path().join("root"));
+    let volumes = Arc::new(VolumeManager::new(dirs.clone(), Arc::new(sys::FakeMounter::new())));
+    let settings = RuntimeSettings {
+        node_name: "n1".into(),
+        host_ips: vec!["192.0.2.10".into()],
+        pod_logs_dir: dir.path().join("logs"),
+        dns: DnsSettings::default(),
+    };
+    let manager = RuntimeManager::new(
+        fake.clone(),
+        fake.clone(),
+        volumes,
+        dirs,
+        settings,
+        Arc::new(events.clone()),
+        clock.clone(),
+    );
+    Harness { fake, clock, events, manager, _dir: dir }
+}
+
+fn pod(restart_policy: &str, image: &str) -> Pod {
+    Pod {
+        metadata: ObjectMeta {
+            name: Some("web-n1".into()),
+            namespace: Some("default".into()),
+            uid: Some("0123456789abcdef".into()),
+            ..Default::default()
+        },
+        spec: Some(PodSpec {
+            restart_policy: Some(restart_policy.into()),
+            containers: vec![Container {
+                name: "app".into(),
+                image: Some(image.into()),
+                image_pull_policy: Some("IfNotPresent".into()),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn ops(calls: &[String]) -> Vec<&str> {
+    calls
+        .iter()
+        .filter_map(|c| c.split_whitespace().next())
+        .filter(|op| !op.starts_with("List") && !op.ends_with("Status"))
+        .collect()
+}
+
+#[tokio::test]
+async fn new_pod_runs_sandbox_pull_create_start() {
+    let h = harness();
+    let p = pod("Always", "busybox:1.36");
+    let rt = h.manager.get_pod_status("0123456789abcdef").await.expect("status");
+    h.fake.clear_calls();
+    let r = h.manager.sync_pod(&p, &rt).await;
+    assert!(r.error.is_none() && r.reasons.is_empty(), "{r:?}");
+    assert_eq!(ops(&h.fake.calls()), vec!["RunPodSandbox", "PullImage", "CreateContainer", "StartContainer"]);
+    let rt = h.manager.get_pod_status("0123456789abcdef").await.expect("status");
+    assert_eq!(rt.containers.len(), 1);
+    assert_eq!(rt.containers[0].state, ContainerState::Running);
+    assert_eq!(rt.containers[0].restart_count, 0);
+    // A second sync of a steady pod does nothing.
+    h.fake.clear_calls();
+    let r = h.manager.sync_pod(&p, &rt).await;
+    assert!(r.reasons.is_empty());
+    assert!(ops(&h.fake.calls()).is_empty(), "{:?}", h.fake.calls());
+    let reasons = h.events.reasons();
+    for want in ["Pulling", "Pulled", "Created", "Started"] {
+        assert!(reasons.contains(&want), "{want} in {reasons:?}");
+    }
+}
+
+#[tokio::test]
+async fn crashed_container_restarts_then_backs_off() {
+    let h = harness();
+    let p = pod("Always", "busybox:1.36");
+    let uid = "0123456789abcdef";
+    let rt = h.manager.get_pod_status(uid).await.expect("status");
+    h.manager.sync_pod(&p, &rt).await;
+    let first = h.manager.get_pod_status(uid).await.expect("status").containers[0].id.clone();
+    h.fake.exit_container(&first, 1);
+    h.clock.advance(Duration::from_secs(1));
+
+    // First death: restarted at once, with restart count 1.
+    let rt = h.manager.get_pod_status(uid).await.expect("status");
+    let r = h.manager.sync_pod(&p, &rt).await;
+    assert!(r.reasons.is_empty(), "{r:?}");
+    let rt = h.manager.get_pod_status(uid).await.expect("status");
+    assert_eq!(rt.latest("app").map(|c| c.restart_count), Some(1));
+
+    // Second death: 10 s of CrashLoopBackOff, then a restart.
+    let second = rt.latest("app").map(|c| c.id.clone()).unwrap_or_default();
+    h.fake.exit_container(&second, 1);
+    let rt = h.manager.get_pod_status(uid).await.expect("status");
+    let r = h.manager.sync_pod(&p, &rt).await;
+    let w = r.reasons.get("app").expect("waiting reason");
+    assert_eq!(w.reason, CRASH_LOOP_BACK_OFF);
+    assert!(w.message.starts_with("back-off 10s restarting failed container=app pod=web-n1_default("), "{}", w.message);
+    assert!(r.requeue_after.is_some_and(|d| d <= Duration::from_secs(10)), "{r:?}");
+    h.clock.advance(Duration::from_secs(11));
+    let r = h.manager.sync_pod(&p, &rt).await;
+    assert!(r.reasons.is_empty(), "restarted after the backoff: {r:?}");
+    let rt = h.manager.get_pod_status(uid).await.expect("status");
+    assert_eq!(rt.latest("app").map(|c| c.restart_count), Some(2));
+    assert_eq!(rt.containers.len(), 2, "one dead instance kept for lastState, older ones removed");
+}
+
+#[tokio::test]
+async fn failing_pull_is_err_image_pull_then_back_off() {
+    let h = harness();
+    h.fake.fail_pull("127.0.0.1:5000/missing:1", "not found");
+    let p = pod("Always", "127.0.0.1:5000/missing:1");
+    let rt = h.manager.get_pod_status("0123456789abcdef").await.expect("status");
+    let r = h.manager.sync_pod(&p, &rt).await;
+    assert_eq!(r.reasons.get("app").map(|w| w.reason.as_str()), Some("ErrImagePull"));
+    let rt = h.manager.get_pod_status("0123456789abcdef").await.expect("status");
+    h.fake.clear_calls();
+    let r = h.manager.sync_pod(&p, &rt).await;
+    let w = r.reasons.get("app").expect("reason");
+    assert_eq!(w.reason, "ImagePullBackOff");
+    assert_eq!(w.message, "Back-off pulling image \"127.0.0.1:5000/missing:1\"");
+    assert!(!h.fake.calls().iter().any(|c| c.starts_with("PullImage")), "no pull while backing off");
+    h.clock.advance(Duration::from_secs(11));
+    h.fake.clear_calls();
+    h.manager.sync_pod(&p, &rt).await;
+    assert!(h.fake.calls().iter().any(|c| c.starts_with("PullImage")), "pull retried after the backoff");
+}
+
+#[tokio::test]
+async fn runtime_down_is_a_pod_error_not_a_panic() {
+    let h = harness();
+    h.fake.set_down(true);
+    let err = h.manager.get_pod_status("u").await.expect_err("down");
+    assert!(err.to_string().contains("container runtime not reachable"), "{err}");
+    let p = pod("Always", "busybox:1.36");
+    let r = h.manager.sync_pod(&p, &Default::default()).await;
+    assert!(r.error.as_deref().is_some_and(|e| e.contains("not reachable")), "{r:?}");
+    assert!(h.events.reasons().contains(&"FailedCreatePodSandBox"));
+}
+
+#[tokio::test]
+async fn kill_and_remove_leave_nothing() {
+    let h = harness();
+    let p = pod("Always", "busybox:1.36");
+    let uid = "0123456789abcdef";
+    let rt = h.manager.get_pod_status(uid).await.expect("status");
+    h.manager.sync_pod(&p, &rt).await;
+    let rt = h.manager.get_pod_status(uid).await.expect("status");
+    h.manager.kill_pod(Some(&p), &rt, Some(0)).await;
+    let rt = h.manager.get_pod_status(uid).await.expect("status");
+    assert!(rt.containers.iter().all(|c| c.state == ContainerState::Exited));
+    assert!(rt.sandboxes.iter().all(|s| !s.ready));
+    h.manager.remove_pod(&rt).await.expect("remove");
+    assert!(h.fake.list_pod_sandbox(None).await.expect("list").is_empty());
+    assert!(h.fake.list_containers(None).await.expect("list").is_empty());
+}
