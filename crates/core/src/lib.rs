@@ -9,6 +9,7 @@ pub mod kubelet;
 pub mod pleg;
 pub mod pod_dirs;
 pub mod pod_workers;
+pub mod quantity;
 pub mod runtime;
 pub mod source;
 pub mod status;

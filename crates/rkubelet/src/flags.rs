@@ -157,9 +157,7 @@ pub fn load(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<Loaded> 
 
 fn load_from(flags: &Flags) -> anyhow::Result<Loaded> {
     let (file, warnings) = match &flags.config {
-        Some(path) => {
-            config::load_file(path).with_context(|| format!("failed to load kubelet config file {}", path.display()))?
-        }
+        Some(path) => config::load_file(path).context("failed to load the kubelet config file")?,
         None => (KubeletConfigFile::default(), Vec::new()),
     };
     let mut config = KubeletConfiguration::resolve(file, flags.overrides());

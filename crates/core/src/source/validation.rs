@@ -18,6 +18,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::defaults::volume_source_names;
+use crate::quantity::ParsedQuantity;
 
 /// The kind of a field error, as upstream's `field.ErrorType`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -352,63 +353,8 @@ fn check_ip(errs: &mut Errs, field: &str, ip: &str) {
 // ---------------------------------------------------------------------------------------------
 // Resource quantities
 
-/// Parses a resource quantity into nano-units (value × 10⁹), `None` if it is not a valid
-/// quantity. Precision beyond nano-units is rounded up, as upstream rounds quantities up.
-pub(crate) fn parse_quantity(s: &str) -> Option<i128> {
-    let (negative, rest) = match s.strip_prefix('-') {
-        Some(r) => (true, r),
-        None => (false, s.strip_prefix('+').unwrap_or(s)),
-    };
-    let num_len = rest.bytes().take_while(|c| c.is_ascii_digit() || *c == b'.').count();
-    let (number, suffix) = rest.split_at(num_len);
-    let (int_part, frac_part) = number.split_once('.').unwrap_or((number, ""));
-    if (int_part.is_empty() && frac_part.is_empty()) || frac_part.contains('.') {
-        return None;
-    }
-    // (multiplier, decimal exponent)
-    let (mult, exp10): (i128, i32) = match suffix {
-        "" => (1, 0),
-        "n" => (1, -9),
-        "u" => (1, -6),
-        "m" => (1, -3),
-        "k" => (1, 3),
-        "M" => (1, 6),
-        "G" => (1, 9),
-        "T" => (1, 12),
-        "P" => (1, 15),
-        "E" => (1, 18),
-        "Ki" => (1 << 10, 0),
-        "Mi" => (1 << 20, 0),
-        "Gi" => (1 << 30, 0),
-        "Ti" => (1 << 40, 0),
-        "Pi" => (1 << 50, 0),
-        "Ei" => (1 << 60, 0),
-        other => {
-            let exp = other.strip_prefix(['e', 'E'])?;
-            let digits = exp.strip_prefix(['+', '-']).unwrap_or(exp);
-            if digits.is_empty() || !digits.bytes().all(|c| c.is_ascii_digit()) {
-                return None;
-            }
-            (1, exp.parse().ok()?)
-        }
-    };
-    // mantissa = int_part.frac_part as an integer scaled by 10^-len(frac)
-    let frac_part = frac_part.get(..30).unwrap_or(frac_part);
-    let digits = format!("{int_part}{frac_part}");
-    let mantissa: i128 = digits.trim_start_matches('0').parse().unwrap_or(0);
-    let scale = exp10 + 9 - frac_part.len() as i32;
-    let value = if scale >= 0 {
-        mantissa.checked_mul(10i128.checked_pow(scale as u32)?)?.checked_mul(mult)?
-    } else {
-        let div = 10i128.checked_pow(scale.unsigned_abs())?;
-        let scaled = mantissa.checked_mul(mult)?;
-        scaled / div + i128::from(scaled % div != 0)
-    };
-    Some(if negative { -value } else { value })
-}
-
 fn check_quantity(errs: &mut Errs, field: &str, q: &Quantity) -> Option<i128> {
-    match parse_quantity(&q.0) {
+    match ParsedQuantity::parse(&q.0).ok().map(ParsedQuantity::nanos) {
         None => {
             errs.invalid(
                 field,
@@ -791,7 +737,7 @@ fn check_volume_source(v: &Volume, path: &str, errs: &mut Errs) {
         errs.forbidden(&format!("{path}.{extra}"), "may not specify more than 1 volume type");
     }
     if let Some(limit) = v.empty_dir.as_ref().and_then(|e| e.size_limit.as_ref())
-        && parse_quantity(&limit.0).is_none_or(|q| q < 0)
+        && ParsedQuantity::parse(&limit.0).ok().is_none_or(|q| q.nanos() < 0)
     {
         errs.forbidden(&format!("{path}.emptyDir.sizeLimit"), "SizeLimit field must be a valid resource quantity");
     }
@@ -1521,20 +1467,5 @@ spec:
     fn error_display_names_the_pod() {
         let err = validate_pod(&defaulted("metadata: {name: web}\nspec: {containers: [{name: c}]}\n")).unwrap_err();
         assert_eq!(err.to_string(), r#"invalid pod "default/web-node-1": spec.containers[0].image: Required value"#);
-    }
-
-    #[test]
-    fn quantities() {
-        assert_eq!(parse_quantity("1"), Some(1_000_000_000));
-        assert_eq!(parse_quantity("100m"), Some(100_000_000));
-        assert_eq!(parse_quantity("1.5Gi"), Some(1_610_612_736 * 1_000_000_000));
-        assert_eq!(parse_quantity("1e3"), Some(1_000 * 1_000_000_000));
-        assert_eq!(parse_quantity("-1k"), Some(-1_000_000_000_000));
-        assert_eq!(parse_quantity("1n"), Some(1));
-        assert_eq!(parse_quantity("0.1n"), Some(1), "rounds up");
-        assert_eq!(parse_quantity("lots"), None);
-        assert_eq!(parse_quantity("1Qi"), None);
-        assert_eq!(parse_quantity(""), None);
-        assert_eq!(parse_quantity("1.2.3"), None);
     }
 }

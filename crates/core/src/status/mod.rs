@@ -37,7 +37,7 @@ pub use conditions::{
 };
 pub use containers::{container_should_restart, is_restartable_init_container};
 pub use phase::get_phase;
-pub use qos::{compute_pod_qos, get_pod_qos, parse_quantity_nanos};
+pub use qos::{compute_pod_qos, get_pod_qos};
 
 /// The runtime type prefix of container ids in statuses (`containerd://<id>`).
 pub const RUNTIME_TYPE: &str = "containerd";

@@ -14,8 +14,6 @@
 //! (`makeMounts`): subPath resolution that cannot escape the volume, propagation, read-only,
 //! plus the pod's managed `/etc/hosts` and the termination-message file.
 
-mod quantity;
-
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -25,8 +23,7 @@ use k8s_openapi::api::core::v1::{Container, EmptyDirVolumeSource, HostPathVolume
 use sys::{FileType, Mounter};
 
 use crate::pod_dirs::{EMPTY_DIR_PLUGIN, PodDirs, PodDirsError, validate_component};
-
-pub use quantity::{QuantityError, parse_quantity_bytes};
+use crate::quantity::{QuantityError, parse_bytes};
 
 /// Where the managed hosts file is mounted.
 pub const ETC_HOSTS_PATH: &str = "/etc/hosts";
@@ -445,7 +442,7 @@ fn setup_empty_dir(
                 return Ok(());
             }
             let size = match source.and_then(|s| s.size_limit.as_ref()) {
-                Some(q) => Some(parse_quantity_bytes(&q.0)?).filter(|s| *s > 0),
+                Some(q) => Some(parse_bytes(&q.0)?).filter(|s| *s > 0),
                 None => None,
             };
             sys::ensure_dir(&dir, EMPTY_DIR_MODE)?;
