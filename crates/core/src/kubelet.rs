@@ -311,3 +311,21 @@ impl SyncLoop {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn sync_loop_health_fails_when_the_loop_stalls() {
+        let h = SyncLoopHealth::new(Duration::from_secs(60));
+        assert!(h.check().is_ok(), "healthy before the first iteration");
+        h.beat();
+        assert!(h.check().is_ok());
+        // resync 1m → threshold max(2m, 5m) = 5m.
+        h.set_last_for_test(Duration::from_secs(299));
+        assert!(h.check().is_ok());
+        h.set_last_for_test(Duration::from_secs(301));
+        assert_eq!(h.check(), Err("sync Loop took longer than expected".to_string()));
+    }
+}
