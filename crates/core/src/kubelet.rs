@@ -57,7 +57,8 @@ impl SyncLoopHealth {
         }
     }
     /// Testing aid: pretend the last iteration happened `ago`.
-    pub fn set_last_for_test(&self, ago: Duration) {
+    #[cfg(test)]
+    fn set_last_for_test(&self, ago: Duration) {
         if let Ok(mut t) = self.last.lock() {
             *t = Instant::now().checked_sub(ago);
         }

@@ -1,6 +1,6 @@
 //! The status manager: the last computed status of every pod the kubelet knows, for readers (the
-//! debug pod list now; the API status writer later). Writers never store a status older than the
-//! one held (a per-pod version number guards it).
+//! debug pod list now; the API status writer later). Each pod's status is written only by that
+//! pod's worker, so stores for one pod are already in order.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -11,7 +11,6 @@ use k8s_openapi::api::core::v1::{Pod, PodStatus};
 struct Entry {
     pod: Arc<Pod>,
     status: PodStatus,
-    version: u64,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -24,8 +23,7 @@ impl StatusManager {
     pub fn set(&self, pod: Arc<Pod>, status: PodStatus) {
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         if let Ok(mut m) = self.inner.lock() {
-            let version = m.get(&uid).map_or(1, |e| e.version + 1);
-            m.insert(uid, Entry { pod, status, version });
+            m.insert(uid, Entry { pod, status });
         }
     }
 

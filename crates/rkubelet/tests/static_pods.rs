@@ -461,10 +461,16 @@ async fn restart_after_kill9_adopts_pods() {
     assert_eq!(cs.container_id.as_deref(), Some(id_before.as_str()), "same container adopted, not restarted");
     assert_eq!(cs.restart_count, 0);
     assert_eq!(a.sandboxes("steady").await.len(), sandboxes_before, "no sandbox duplicated");
-    let flappy = a.pod("flappy").await.expect("flappy");
-    assert!(cstatus(&flappy, "main").map(|c| c.restart_count).unwrap_or(0) >= 1, "restart count continues");
-    // Give the new agent a couple of syncs: nothing may be restarted or duplicated.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    let flappy_before = cstatus(&a.pod("flappy").await.expect("flappy"), "main").map(|c| c.restart_count).unwrap_or(0);
+    assert!(flappy_before >= 1, "restart count continues after the restart");
+    // Wait until the new agent has demonstrably acted (it restarted the crashing pod again), then
+    // check that the steady pod was left alone.
+    wait_for("the new agent restarts flappy", Duration::from_secs(60), || async {
+        let p = a.pod("flappy").await?;
+        let n = cstatus(&p, "main").map(|c| c.restart_count).unwrap_or(0);
+        if n > flappy_before { Ok(()) } else { Err(format!("restarts {n}")) }
+    })
+    .await;
     let again = a.pod("steady").await.expect("steady");
     assert_eq!(cstatus(&again, "main").and_then(|c| c.container_id), Some(id_before));
     assert_eq!(a.containers("steady").await.len(), 1);

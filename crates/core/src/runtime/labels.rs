@@ -18,9 +18,8 @@ pub const PRE_STOP_HANDLER: &str = "io.kubernetes.container.preStopHandler";
 pub const CONTAINER_PORTS: &str = "io.kubernetes.container.ports";
 pub const POD_DELETION_GRACE_PERIOD: &str = "io.kubernetes.pod.deletionGracePeriod";
 pub const POD_TERMINATION_GRACE_PERIOD: &str = "io.kubernetes.pod.terminationGracePeriod";
-/// Marks sandboxes/containers created by a kubelet (upstream `kubernetes_container_manager`-free
-/// convention): kuberuntime only manages objects carrying the pod UID label.
-pub const KUBERNETES_MANAGED: &str = POD_UID;
+/// `init`, `container` or `ephemeral`: which list of the pod spec the container comes from.
+pub const CONTAINER_TYPE: &str = "io.kubernetes.container.type";
 
 fn name_of(pod: &Pod) -> &str {
     pod.metadata.name.as_deref().unwrap_or_default()
@@ -80,6 +79,13 @@ pub fn container_annotations(pod: &Pod, container: &Container, restart_count: i3
         && let Ok(json) = serde_json::to_string(ports)
     {
         a.insert(CONTAINER_PORTS.into(), json);
+    }
+    let spec = pod.spec.as_ref();
+    let in_list = |list: Option<&Vec<Container>>| list.is_some_and(|l| l.iter().any(|c| c.name == container.name));
+    if in_list(spec.and_then(|s| s.init_containers.as_ref())) {
+        a.insert(CONTAINER_TYPE.into(), "init".into());
+    } else if in_list(spec.map(|s| &s.containers)) {
+        a.insert(CONTAINER_TYPE.into(), "container".into());
     }
     a
 }
@@ -154,5 +160,19 @@ mod tests {
         let a = container_annotations(&pod(), &c, 3);
         assert_eq!(restart_count(&a), 3);
         assert_eq!(restart_count(&HashMap::new()), 0);
+    }
+
+    #[test]
+    fn container_type_names_the_spec_list() {
+        let mut p = pod();
+        let init = Container { name: "setup".into(), ..Default::default() };
+        let app = Container { name: "app".into(), ..Default::default() };
+        p.spec = Some(k8s_openapi::api::core::v1::PodSpec {
+            init_containers: Some(vec![init.clone()]),
+            containers: vec![app.clone()],
+            ..Default::default()
+        });
+        assert_eq!(container_annotations(&p, &init, 0)[CONTAINER_TYPE], "init");
+        assert_eq!(container_annotations(&p, &app, 0)[CONTAINER_TYPE], "container");
     }
 }

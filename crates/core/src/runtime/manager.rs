@@ -223,8 +223,9 @@ impl RuntimeManager {
             && let Some(c) = spec.init_containers.as_ref().and_then(|v| v.get(i))
         {
             self.start_container(pod, c, &sandbox_id, &sandbox_config, status, &ctx, &mut result).await;
-            // Init containers run one at a time; app containers wait for the next sync.
-            if !actions.create_sandbox || actions.containers_to_start.is_empty() {
+            // Regular init containers run one at a time and block app containers; a restarted
+            // sidecar does not.
+            if c.restart_policy.as_deref() != Some("Always") {
                 return result;
             }
         }

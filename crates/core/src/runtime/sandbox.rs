@@ -40,7 +40,12 @@ pub fn pod_hostname(pod: &Pod) -> String {
     let spec_hostname = pod.spec.as_ref().and_then(|s| s.hostname.as_deref()).filter(|h| !h.is_empty());
     let mut h: String = spec_hostname.or(pod.metadata.name.as_deref()).unwrap_or_default().to_string();
     if h.len() > 63 {
-        h.truncate(63);
+        // Names are validated ASCII, but never split a character whatever the input.
+        let mut cut = 63;
+        while !h.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        h.truncate(cut);
         while h.ends_with('-') || h.ends_with('.') {
             h.pop();
         }
@@ -200,6 +205,14 @@ mod tests {
     fn long_hostname_truncated_without_trailing_dash() {
         let mut p = pod();
         p.metadata.name = Some(format!("{}-{}", "a".repeat(62), "b"));
+        assert_eq!(pod_hostname(&p), "a".repeat(62));
+    }
+
+    #[test]
+    fn truncation_never_splits_a_character() {
+        let mut p = pod();
+        // 62 ASCII bytes then a 2-byte character straddling byte 63.
+        p.metadata.name = Some(format!("{}é{}", "a".repeat(62), "b".repeat(10)));
         assert_eq!(pod_hostname(&p), "a".repeat(62));
     }
 }
