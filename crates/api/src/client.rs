@@ -1,0 +1,177 @@
+//! The API client: a kube-rs client built from `--kubeconfig` with the kubelet's user agent and a
+//! client-side token bucket (`kubeAPIQPS`/`kubeAPIBurst`), as client-go's rate limiter.
+
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use kube::client::ClientBuilder;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use tokio::time::{Instant, Sleep};
+use tower::{Layer, Service};
+
+/// The user agent of every request: `rkubelet/<version>`.
+pub fn user_agent() -> String {
+    format!("rkubelet/{}", env!("CARGO_PKG_VERSION"))
+}
+
+/// Options of the client beyond the kubeconfig.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientOptions {
+    /// Sustained requests per second; 0 disables the limiter (upstream: `kubeAPIQPS`, default 50).
+    pub qps: f64,
+    /// Bucket size (upstream: `kubeAPIBurst`, default 100).
+    pub burst: u32,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        Self { qps: 50.0, burst: 100 }
+    }
+}
+
+/// Errors building the client, each naming the file.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("reading kubeconfig {path}: {source}")]
+    Read { path: String, source: kube::config::KubeconfigError },
+    #[error("kubeconfig {path}: {source}")]
+    Config { path: String, source: kube::config::KubeconfigError },
+    #[error("building the API client from {path}: {source}")]
+    Build { path: String, source: kube::Error },
+}
+
+/// Builds a client from a kubeconfig file.
+pub async fn from_kubeconfig(path: &Path, opts: ClientOptions) -> Result<kube::Client, ClientError> {
+    let p = path.display().to_string();
+    let kc = Kubeconfig::read_from(path).map_err(|source| ClientError::Read { path: p.clone(), source })?;
+    let mut config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .map_err(|source| ClientError::Config { path: p.clone(), source })?;
+    // Relative certificate paths in a kubeconfig are relative to the kubeconfig (kube-rs reads
+    // them relative to the working directory); the kubelet's own kubeconfig uses absolute ones.
+    if let Ok(v) = http::HeaderValue::from_str(&user_agent()) {
+        config.headers.push((http::header::USER_AGENT, v));
+    }
+    // A watch is long; requests are bounded by their own timeouts (kube-rs default 295 s read).
+    config.connect_timeout = Some(Duration::from_secs(10));
+    let builder = ClientBuilder::try_from(config).map_err(|source| ClientError::Build { path: p.clone(), source })?;
+    Ok(builder.with_layer(&RateLimitLayer::new(opts)).build())
+}
+
+/// A token bucket shared by all requests of one client.
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    last: Instant,
+}
+
+/// Tower layer applying the QPS/burst limit before each request is sent.
+#[derive(Debug, Clone)]
+pub struct RateLimitLayer {
+    qps: f64,
+    burst: f64,
+    bucket: Arc<std::sync::Mutex<Bucket>>,
+}
+
+impl RateLimitLayer {
+    pub fn new(opts: ClientOptions) -> Self {
+        let burst = f64::from(opts.burst.max(1));
+        Self {
+            qps: opts.qps,
+            burst,
+            bucket: Arc::new(std::sync::Mutex::new(Bucket { tokens: burst, last: Instant::now() })),
+        }
+    }
+
+    /// Takes a token if one is available; otherwise returns how long until one is.
+    fn try_take(&self) -> Result<(), Duration> {
+        if self.qps <= 0.0 {
+            return Ok(());
+        }
+        let Ok(mut b) = self.bucket.lock() else { return Ok(()) };
+        let now = Instant::now();
+        let refill = now.duration_since(b.last).as_secs_f64() * self.qps;
+        b.tokens = (b.tokens + refill).min(self.burst);
+        b.last = now;
+        if b.tokens >= 1.0 {
+            b.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - b.tokens) / self.qps))
+        }
+    }
+}
+
+impl<S> Layer<S> for RateLimitLayer {
+    type Service = RateLimit<S>;
+    fn layer(&self, inner: S) -> RateLimit<S> {
+        RateLimit { inner, limiter: self.clone(), sleep: None, permitted: false }
+    }
+}
+
+/// The service made by [`RateLimitLayer`].
+pub struct RateLimit<S> {
+    inner: S,
+    limiter: RateLimitLayer,
+    sleep: Option<Pin<Box<Sleep>>>,
+    permitted: bool,
+}
+
+impl<S, R> Service<R> for RateLimit<S>
+where
+    S: Service<R>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        while !self.permitted {
+            if let Some(sleep) = self.sleep.as_mut() {
+                if sleep.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                self.sleep = None;
+            }
+            match self.limiter.try_take() {
+                Ok(()) => self.permitted = true,
+                Err(wait) => self.sleep = Some(Box::pin(tokio::time::sleep(wait))),
+            }
+        }
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: R) -> S::Future {
+        self.permitted = false;
+        self.inner.call(req)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn bucket_allows_burst_then_qps() {
+        let l = RateLimitLayer::new(ClientOptions { qps: 2.0, burst: 3 });
+        for _ in 0..3 {
+            assert!(l.try_take().is_ok());
+        }
+        let wait = l.try_take().expect_err("bucket is empty after the burst");
+        assert!((wait.as_secs_f64() - 0.5).abs() < 1e-6, "{wait:?}");
+        tokio::time::advance(Duration::from_millis(500)).await;
+        assert!(l.try_take().is_ok());
+        assert!(l.try_take().is_err());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn zero_qps_disables_the_limiter() {
+        let l = RateLimitLayer::new(ClientOptions { qps: 0.0, burst: 1 });
+        for _ in 0..1000 {
+            assert!(l.try_take().is_ok());
+        }
+    }
+}
