@@ -61,47 +61,49 @@ pub async fn from_kubeconfig(path: &Path, opts: ClientOptions) -> Result<kube::C
     Ok(builder.with_layer(&RateLimitLayer::new(opts)).build())
 }
 
-/// A token bucket shared by all requests of one client.
-#[derive(Debug)]
-struct Bucket {
-    tokens: f64,
-    last: Instant,
+/// A token bucket (client-go's `flowcontrol.NewTokenBucketRateLimiter`): `burst` tokens, refilled
+/// at `qps` per second; `qps <= 0` never limits. Shared by the client limiter and the event writer.
+#[derive(Debug, Clone)]
+pub struct TokenBucket {
+    qps: f64,
+    burst: f64,
+    state: Arc<std::sync::Mutex<(f64, Instant)>>,
+}
+
+impl TokenBucket {
+    pub fn new(qps: f64, burst: u32) -> Self {
+        let burst = f64::from(burst.max(1));
+        Self { qps, burst, state: Arc::new(std::sync::Mutex::new((burst, Instant::now()))) }
+    }
+
+    /// Takes a token if one is available; otherwise returns how long until one is.
+    pub fn try_take(&self) -> Result<(), Duration> {
+        if self.qps <= 0.0 {
+            return Ok(());
+        }
+        let Ok(mut st) = self.state.lock() else { return Ok(()) };
+        let now = Instant::now();
+        let refill = now.duration_since(st.1).as_secs_f64() * self.qps;
+        st.0 = (st.0 + refill).min(self.burst);
+        st.1 = now;
+        if st.0 >= 1.0 {
+            st.0 -= 1.0;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - st.0) / self.qps))
+        }
+    }
 }
 
 /// Tower layer applying the QPS/burst limit before each request is sent.
 #[derive(Debug, Clone)]
 pub struct RateLimitLayer {
-    qps: f64,
-    burst: f64,
-    bucket: Arc<std::sync::Mutex<Bucket>>,
+    bucket: TokenBucket,
 }
 
 impl RateLimitLayer {
     pub fn new(opts: ClientOptions) -> Self {
-        let burst = f64::from(opts.burst.max(1));
-        Self {
-            qps: opts.qps,
-            burst,
-            bucket: Arc::new(std::sync::Mutex::new(Bucket { tokens: burst, last: Instant::now() })),
-        }
-    }
-
-    /// Takes a token if one is available; otherwise returns how long until one is.
-    fn try_take(&self) -> Result<(), Duration> {
-        if self.qps <= 0.0 {
-            return Ok(());
-        }
-        let Ok(mut b) = self.bucket.lock() else { return Ok(()) };
-        let now = Instant::now();
-        let refill = now.duration_since(b.last).as_secs_f64() * self.qps;
-        b.tokens = (b.tokens + refill).min(self.burst);
-        b.last = now;
-        if b.tokens >= 1.0 {
-            b.tokens -= 1.0;
-            Ok(())
-        } else {
-            Err(Duration::from_secs_f64((1.0 - b.tokens) / self.qps))
-        }
+        Self { bucket: TokenBucket::new(opts.qps, opts.burst) }
     }
 }
 
@@ -136,7 +138,7 @@ where
                 }
                 self.sleep = None;
             }
-            match self.limiter.try_take() {
+            match self.limiter.bucket.try_take() {
                 Ok(()) => self.permitted = true,
                 Err(wait) => self.sleep = Some(Box::pin(tokio::time::sleep(wait))),
             }
@@ -156,7 +158,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn bucket_allows_burst_then_qps() {
-        let l = RateLimitLayer::new(ClientOptions { qps: 2.0, burst: 3 });
+        let l = TokenBucket::new(2.0, 3);
         for _ in 0..3 {
             assert!(l.try_take().is_ok());
         }
@@ -169,7 +171,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn zero_qps_disables_the_limiter() {
-        let l = RateLimitLayer::new(ClientOptions { qps: 0.0, burst: 1 });
+        let l = TokenBucket::new(0.0, 1);
         for _ in 0..1000 {
             assert!(l.try_take().is_ok());
         }

@@ -8,6 +8,15 @@ pub mod events;
 pub mod lease;
 pub mod mirror;
 pub mod node;
+pub mod node_status;
 pub mod objects;
+pub mod patch;
 pub mod pods;
 pub mod status;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+/// The wall-clock time as an API timestamp (lease renewals, condition and event times).
+pub fn now() -> Time {
+    Time(k8s_openapi::jiff::Timestamp::now())
+}

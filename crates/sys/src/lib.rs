@@ -8,6 +8,7 @@ mod error;
 pub mod fs;
 pub mod host;
 pub mod mount;
+pub mod node_info;
 pub mod path;
 
 pub use error::{Error, Result, WrappedIoError};

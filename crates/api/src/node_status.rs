@@ -1,0 +1,408 @@
+//! The Node object as the kubelet writes it (upstream `pkg/kubelet/nodestatus/setters.go` and
+//! `kubelet_node_status.go`): the initial node for registration, and the status setters
+//! (addresses, capacity/allocatable, nodeInfo, images, daemon endpoints, conditions). Pure
+//! functions over the machine facts and the kubelet's health, so they are tested without a server.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{
+    ContainerImage, DaemonEndpoint, Node, NodeAddress, NodeCondition, NodeDaemonEndpoints, NodeSpec, NodeStatus,
+    NodeSystemInfo, Taint,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use sys::node_info::MachineInfo;
+
+pub const LABEL_HOSTNAME: &str = "kubernetes.io/hostname";
+pub const LABEL_OS: &str = "kubernetes.io/os";
+pub const LABEL_ARCH: &str = "kubernetes.io/arch";
+pub const LABEL_OS_BETA: &str = "beta.kubernetes.io/os";
+pub const LABEL_ARCH_BETA: &str = "beta.kubernetes.io/arch";
+/// Annotation telling the attach/detach controller it owns this node's attachments.
+pub const CONTROLLER_MANAGED_ATTACH_DETACH: &str = "volumes.kubernetes.io/controller-managed-attach-detach";
+
+/// Upstream caps the images listed in node status (`nodeStatusMaxImages`) and names per image.
+const MAX_NAMES_PER_IMAGE: usize = 5;
+/// Default hard eviction thresholds deducted from allocatable (`evictionHard` defaults).
+const EVICTION_MEMORY_AVAILABLE: u64 = 100 << 20;
+const EVICTION_NODEFS_AVAILABLE_PERCENT: u64 = 10;
+
+/// Go's GOARCH spelling of this machine's architecture.
+pub fn go_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        "powerpc64" => "ppc64le",
+        "s390x" => "s390x",
+        "riscv64" => "riscv64",
+        "arm" => "arm",
+        other => other,
+    }
+}
+
+/// The Kubernetes release rkubelet implements, reported as kubeletVersion with rkubelet's own
+/// version as build metadata (ignored by version comparisons, visible in `kubectl get nodes -o wide`).
+pub fn kubelet_version() -> String {
+    format!("v1.37.0+rkubelet.{}", env!("CARGO_PKG_VERSION"))
+}
+
+/// What the operator configured about this node.
+#[derive(Debug, Clone, Default)]
+pub struct NodeSettings {
+    pub name: String,
+    pub hostname: String,
+    /// `--node-labels`.
+    pub labels: BTreeMap<String, String>,
+    /// `--register-with-taints`.
+    pub taints: Vec<Taint>,
+    /// Node IPs (from `--node-ip` or the default route).
+    pub node_ips: Vec<String>,
+    pub kubelet_port: i32,
+    pub max_pods: u32,
+    pub provider_id: Option<String>,
+    pub controller_attach_detach: bool,
+    pub max_images: usize,
+}
+
+/// The kubelet's view of itself at one status update.
+#[derive(Debug, Clone, Default)]
+pub struct NodeHealth {
+    /// Why the node is not ready (runtime down, network not ready, PLEG unhealthy…); empty = ready.
+    pub not_ready: Vec<String>,
+    /// `containerd://1.6.20`.
+    pub runtime_version: String,
+    pub images: Vec<ContainerImage>,
+    /// Bytes of the filesystem holding the root dir (ephemeral-storage capacity).
+    pub ephemeral_storage: Option<u64>,
+}
+
+/// The labels the kubelet owns (upstream `updateDefaultLabels` keeps them in sync on an existing node).
+pub fn default_labels(s: &NodeSettings) -> BTreeMap<String, String> {
+    let mut l = BTreeMap::new();
+    l.insert(LABEL_HOSTNAME.into(), s.hostname.clone());
+    l.insert(LABEL_OS.into(), "linux".into());
+    l.insert(LABEL_ARCH.into(), go_arch().into());
+    l.insert(LABEL_OS_BETA.into(), "linux".into());
+    l.insert(LABEL_ARCH_BETA.into(), go_arch().into());
+    l
+}
+
+/// The Node to register (upstream `initialNode`), status not yet set.
+pub fn initial_node(s: &NodeSettings) -> Node {
+    let mut labels = default_labels(s);
+    labels.extend(s.labels.clone());
+    let annotations = s
+        .controller_attach_detach
+        .then(|| BTreeMap::from([(CONTROLLER_MANAGED_ATTACH_DETACH.to_string(), "true".to_string())]));
+    Node {
+        metadata: ObjectMeta { name: Some(s.name.clone()), labels: Some(labels), annotations, ..Default::default() },
+        spec: Some(NodeSpec {
+            taints: (!s.taints.is_empty()).then(|| s.taints.clone()),
+            provider_id: s.provider_id.clone(),
+            ..Default::default()
+        }),
+        status: None,
+    }
+}
+
+/// Makes an existing node's kubelet-owned labels and annotation match ours (upstream
+/// `updateDefaultLabels` + `reconcileCMADAnnotationWithExistingNode`); true when it changed.
+pub fn reconcile_existing(existing: &mut Node, s: &NodeSettings) -> bool {
+    let mut changed = false;
+    let labels = existing.metadata.labels.get_or_insert_with(BTreeMap::new);
+    for (k, v) in default_labels(s) {
+        if labels.get(&k) != Some(&v) {
+            labels.insert(k, v);
+            changed = true;
+        }
+    }
+    let annotations = existing.metadata.annotations.get_or_insert_with(BTreeMap::new);
+    let has = annotations.get(CONTROLLER_MANAGED_ATTACH_DETACH).is_some_and(|v| v == "true");
+    if s.controller_attach_detach && !has {
+        annotations.insert(CONTROLLER_MANAGED_ATTACH_DETACH.into(), "true".into());
+        changed = true;
+    } else if !s.controller_attach_detach && annotations.remove(CONTROLLER_MANAGED_ATTACH_DETACH).is_some() {
+        changed = true;
+    }
+    changed
+}
+
+/// A byte count as Kubernetes prints a BinarySI quantity (`24622048Ki`, `100Mi`, `1536`).
+pub fn binary_si(bytes: u64) -> Quantity {
+    const SUFFIXES: [&str; 6] = ["Ki", "Mi", "Gi", "Ti", "Pi", "Ei"];
+    let mut v = bytes;
+    let mut suffix = "";
+    if v != 0 {
+        for s in SUFFIXES {
+            if v % 1024 != 0 {
+                break;
+            }
+            v /= 1024;
+            suffix = s;
+        }
+    }
+    Quantity(format!("{v}{suffix}"))
+}
+
+/// A condition change that upstream records as an Event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeEvent {
+    pub warning: bool,
+    pub reason: &'static str,
+}
+
+/// Sets every status field the kubelet owns on `node` (upstream `setNodeStatus`); returns the
+/// events to record for condition transitions. Conditions keep their transition time unless their
+/// status changed; heartbeat times are `now`.
+pub fn set_node_status(
+    node: &mut Node,
+    s: &NodeSettings,
+    m: &MachineInfo,
+    h: &NodeHealth,
+    now: &Time,
+) -> Vec<NodeEvent> {
+    let status = node.status.get_or_insert_with(NodeStatus::default);
+    let mut addresses: Vec<NodeAddress> =
+        s.node_ips.iter().map(|ip| NodeAddress { type_: "InternalIP".into(), address: ip.clone() }).collect();
+    addresses.push(NodeAddress { type_: "Hostname".into(), address: s.hostname.clone() });
+    status.addresses = Some(addresses);
+
+    let mut capacity = BTreeMap::new();
+    capacity.insert("cpu".to_string(), Quantity(m.num_cpus.to_string()));
+    capacity.insert("memory".to_string(), binary_si(m.memory_bytes));
+    capacity.insert("pods".to_string(), Quantity(s.max_pods.to_string()));
+    let mut hugepages_total = 0u64;
+    for (kb, bytes) in &m.hugepages {
+        let size = binary_si(kb * 1024).0;
+        capacity.insert(format!("hugepages-{size}"), binary_si(*bytes));
+        hugepages_total = hugepages_total.saturating_add(*bytes);
+    }
+    if let Some(bytes) = h.ephemeral_storage {
+        capacity.insert("ephemeral-storage".to_string(), binary_si(bytes));
+    }
+    let mut allocatable = capacity.clone();
+    let memory = m.memory_bytes.saturating_sub(EVICTION_MEMORY_AVAILABLE).saturating_sub(hugepages_total);
+    allocatable.insert("memory".to_string(), binary_si(memory));
+    if let Some(bytes) = h.ephemeral_storage {
+        let reserve = bytes / 100 * EVICTION_NODEFS_AVAILABLE_PERCENT;
+        allocatable.insert("ephemeral-storage".to_string(), binary_si(bytes - reserve));
+    }
+    status.capacity = Some(capacity);
+    status.allocatable = Some(allocatable);
+
+    status.node_info = Some(NodeSystemInfo {
+        machine_id: m.machine_id.clone(),
+        system_uuid: m.system_uuid.clone(),
+        boot_id: m.boot_id.clone(),
+        kernel_version: m.kernel_version.clone(),
+        os_image: m.os_image.clone(),
+        container_runtime_version: h.runtime_version.clone(),
+        kubelet_version: kubelet_version(),
+        operating_system: "linux".into(),
+        architecture: go_arch().into(),
+        ..Default::default()
+    });
+    status.daemon_endpoints =
+        Some(NodeDaemonEndpoints { kubelet_endpoint: Some(DaemonEndpoint { port: s.kubelet_port }) });
+    let mut images = h.images.clone();
+    images.sort_by(|a, b| b.size_bytes.cmp(&a.size_bytes));
+    images.truncate(s.max_images);
+    for i in &mut images {
+        if let Some(n) = i.names.as_mut() {
+            n.truncate(MAX_NAMES_PER_IMAGE);
+        }
+    }
+    status.images = Some(images);
+
+    let ready_msg = match h.not_ready.len() {
+        0 => None,
+        1 => Some(h.not_ready[0].clone()),
+        _ => Some(format!("[{}]", h.not_ready.join(", "))),
+    };
+    let wanted = [
+        (
+            "MemoryPressure",
+            "False",
+            "KubeletHasSufficientMemory",
+            "kubelet has sufficient memory available".to_string(),
+            "NodeHasSufficientMemory",
+            false,
+        ),
+        (
+            "DiskPressure",
+            "False",
+            "KubeletHasNoDiskPressure",
+            "kubelet has no disk pressure".to_string(),
+            "NodeHasNoDiskPressure",
+            false,
+        ),
+        (
+            "PIDPressure",
+            "False",
+            "KubeletHasSufficientPID",
+            "kubelet has sufficient PID available".to_string(),
+            "NodeHasSufficientPID",
+            false,
+        ),
+        match &ready_msg {
+            None => {
+                ("Ready", "True", "KubeletReady", "kubelet is posting ready status".to_string(), "NodeReady", false)
+            }
+            Some(m) => ("Ready", "False", "KubeletNotReady", m.clone(), "NodeNotReady", false),
+        },
+    ];
+    let conditions = status.conditions.get_or_insert_with(Vec::new);
+    let mut events = Vec::new();
+    for (type_, st, reason, message, event, warning) in wanted {
+        let existing = conditions.iter_mut().find(|c| c.type_ == type_);
+        match existing {
+            Some(c) => {
+                if c.status != st {
+                    c.last_transition_time = Some(now.clone());
+                    events.push(NodeEvent { warning, reason: event });
+                }
+                c.status = st.into();
+                c.reason = Some(reason.into());
+                c.message = Some(message);
+                c.last_heartbeat_time = Some(now.clone());
+            }
+            None => {
+                conditions.push(NodeCondition {
+                    type_: type_.into(),
+                    status: st.into(),
+                    reason: Some(reason.into()),
+                    message: Some(message),
+                    last_heartbeat_time: Some(now.clone()),
+                    last_transition_time: Some(now.clone()),
+                });
+                events.push(NodeEvent { warning, reason: event });
+            }
+        }
+    }
+    events
+}
+
+/// Upstream `nodeStatusHasChanged`: equal but for condition heartbeat times.
+pub fn status_changed(old: Option<&NodeStatus>, new: Option<&NodeStatus>) -> bool {
+    let strip = |s: Option<&NodeStatus>| {
+        s.cloned().map(|mut s| {
+            for c in s.conditions.iter_mut().flatten() {
+                c.last_heartbeat_time = None;
+            }
+            s
+        })
+    };
+    strip(old) != strip(new)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> NodeSettings {
+        NodeSettings {
+            name: "n1".into(),
+            hostname: "n1".into(),
+            node_ips: vec!["10.0.0.5".into()],
+            kubelet_port: 10250,
+            max_pods: 110,
+            max_images: 50,
+            controller_attach_detach: true,
+            ..Default::default()
+        }
+    }
+
+    fn machine() -> MachineInfo {
+        MachineInfo {
+            num_cpus: 2,
+            memory_bytes: 4 << 30,
+            hugepages: vec![(2048, 0)],
+            machine_id: "m".into(),
+            system_uuid: "u".into(),
+            boot_id: "b".into(),
+            kernel_version: "6.1.0".into(),
+            os_image: "Debian GNU/Linux 12 (bookworm)".into(),
+        }
+    }
+
+    fn t(s: i64) -> Time {
+        Time(k8s_openapi::jiff::Timestamp::from_second(s).expect("ts"))
+    }
+
+    #[test]
+    fn quantities_print_as_kubernetes_does() {
+        assert_eq!(binary_si(4 << 30).0, "4Gi");
+        assert_eq!(binary_si(1536).0, "1536");
+        assert_eq!(binary_si(24_622_048 * 1024).0, "24622048Ki");
+        assert_eq!(binary_si(0).0, "0");
+    }
+
+    #[test]
+    fn status_has_capacity_allocatable_addresses_and_info() {
+        let mut node = initial_node(&settings());
+        let h = NodeHealth {
+            runtime_version: "containerd://1.6.20".into(),
+            ephemeral_storage: Some(1000 << 20),
+            ..Default::default()
+        };
+        set_node_status(&mut node, &settings(), &machine(), &h, &t(100));
+        let st = node.status.expect("status");
+        let cap = st.capacity.expect("capacity");
+        let alloc = st.allocatable.expect("allocatable");
+        assert_eq!(cap["cpu"].0, "2");
+        assert_eq!(cap["memory"].0, "4Gi");
+        assert_eq!(cap["pods"].0, "110");
+        assert_eq!(cap["hugepages-2Mi"].0, "0");
+        assert_eq!(cap["ephemeral-storage"].0, "1000Mi");
+        assert_eq!(alloc["memory"].0, "3996Mi", "capacity minus the 100Mi hard eviction threshold");
+        assert_eq!(alloc["ephemeral-storage"].0, binary_si((1000 << 20) - (1000 << 20) / 100 * 10).0);
+        let addrs = st.addresses.expect("addresses");
+        assert_eq!((addrs[0].type_.as_str(), addrs[0].address.as_str()), ("InternalIP", "10.0.0.5"));
+        assert_eq!((addrs[1].type_.as_str(), addrs[1].address.as_str()), ("Hostname", "n1"));
+        let info = st.node_info.expect("info");
+        assert_eq!(info.container_runtime_version, "containerd://1.6.20");
+        assert_eq!(info.operating_system, "linux");
+        assert!(info.kubelet_version.starts_with("v1."));
+        assert_eq!(st.daemon_endpoints.and_then(|d| d.kubelet_endpoint).map(|e| e.port), Some(10250));
+        let labels = node.metadata.labels.expect("labels");
+        assert_eq!(labels[LABEL_HOSTNAME], "n1");
+        assert_eq!(labels[LABEL_OS], "linux");
+    }
+
+    #[test]
+    fn conditions_transition_with_upstream_reasons_and_events() {
+        let mut node = initial_node(&settings());
+        let ready = NodeHealth::default();
+        let ev = set_node_status(&mut node, &settings(), &machine(), &ready, &t(100));
+        let reasons: Vec<_> = ev.iter().map(|e| e.reason).collect();
+        assert_eq!(reasons, ["NodeHasSufficientMemory", "NodeHasNoDiskPressure", "NodeHasSufficientPID", "NodeReady"]);
+        let before = node.status.clone();
+        // Same health later: only heartbeats move, which is not a change.
+        assert!(set_node_status(&mut node, &settings(), &machine(), &ready, &t(110)).is_empty());
+        assert!(!status_changed(before.as_ref(), node.status.as_ref()));
+
+        let down = NodeHealth { not_ready: vec!["container runtime is down".into()], ..Default::default() };
+        let ev = set_node_status(&mut node, &settings(), &machine(), &down, &t(120));
+        assert_eq!(ev, [NodeEvent { warning: false, reason: "NodeNotReady" }]);
+        let conds = node.status.as_ref().and_then(|s| s.conditions.clone()).expect("conditions");
+        let r = conds.iter().find(|c| c.type_ == "Ready").expect("ready");
+        assert_eq!((r.status.as_str(), r.reason.as_deref()), ("False", Some("KubeletNotReady")));
+        assert_eq!(r.message.as_deref(), Some("container runtime is down"));
+        assert_eq!(r.last_transition_time, Some(t(120)));
+        let m = conds.iter().find(|c| c.type_ == "MemoryPressure").expect("memory");
+        assert_eq!(m.last_transition_time, Some(t(100)), "unchanged conditions keep their transition time");
+        assert!(status_changed(before.as_ref(), node.status.as_ref()));
+    }
+
+    #[test]
+    fn existing_node_gets_kubelet_labels_back() {
+        let mut n = initial_node(&settings());
+        n.metadata.labels.as_mut().expect("labels").insert(LABEL_OS.into(), "windows".into());
+        n.metadata.labels.as_mut().expect("labels").insert("team".into(), "a".into());
+        assert!(reconcile_existing(&mut n, &settings()));
+        assert_eq!(n.metadata.labels.as_ref().expect("labels")[LABEL_OS], "linux");
+        assert_eq!(n.metadata.labels.as_ref().expect("labels")["team"], "a", "other labels are left alone");
+        assert!(!reconcile_existing(&mut n, &settings()));
+    }
+}
