@@ -55,7 +55,7 @@ impl LeaseController {
     }
 
     fn owner(&self) -> Option<Vec<OwnerReference>> {
-        let uid = self.node_uid.borrow().clone()?;
+        let uid = self.node_uid.borrow().as_ref()?.metadata.uid.clone()?;
         Some(vec![OwnerReference {
             api_version: "v1".into(),
             kind: "Node".into(),

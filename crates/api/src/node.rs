@@ -31,9 +31,9 @@ pub trait NodeHealthSource: Send + Sync + 'static {
     async fn health(&self) -> NodeHealth;
 }
 
-/// The registered node as the rest of the kubelet needs it: its UID (owner of the lease and of
-/// mirror pods) once the node exists in the API.
-pub type Registered = watch::Receiver<Option<String>>;
+/// The node as last read from (or created in) the API, once it exists there: its UID owns the
+/// lease and mirror pods, its labels decide pod admission.
+pub type Registered = watch::Receiver<Option<Arc<Node>>>;
 
 /// Registration and status of this node.
 pub struct NodeStatusLoop {
@@ -60,7 +60,7 @@ impl NodeStatusLoop {
         rx
     }
 
-    async fn run(self, registered: watch::Sender<Option<String>>, shutdown: CancellationToken) {
+    async fn run(self, registered: watch::Sender<Option<Arc<Node>>>, shutdown: CancellationToken) {
         let mut state = if self.register_node {
             State::Registering { backoff: REGISTER_BACKOFF_START }
         } else {
@@ -79,12 +79,12 @@ impl NodeStatusLoop {
     }
 
     /// One step of the state machine; returns how long to wait before the next.
-    async fn step(&self, state: &mut State, registered: &watch::Sender<Option<String>>) -> Option<Duration> {
+    async fn step(&self, state: &mut State, registered: &watch::Sender<Option<Arc<Node>>>) -> Option<Duration> {
         match state {
             State::Registering { backoff } => match self.register().await {
-                Ok(uid) => {
+                Ok(node) => {
                     tracing::info!(node = %self.settings.name, "Successfully registered node");
-                    registered.send_replace(Some(uid));
+                    registered.send_replace(Some(Arc::new(node)));
                     *state = State::Updating { last_report: None };
                     Some(Duration::ZERO)
                 }
@@ -99,10 +99,8 @@ impl NodeStatusLoop {
                 let force = last_report.is_none_or(|t| t.elapsed() >= self.report_frequency);
                 for attempt in 0..STATUS_UPDATE_RETRY {
                     match self.update_status(force).await {
-                        Ok((uid, sent)) => {
-                            if registered.borrow().as_deref() != Some(uid.as_str()) {
-                                registered.send_replace(Some(uid));
-                            }
+                        Ok((node, sent)) => {
+                            registered.send_replace(Some(Arc::new(node)));
                             if sent {
                                 *last_report = Some(Instant::now());
                             }
@@ -118,8 +116,8 @@ impl NodeStatusLoop {
         }
     }
 
-    /// Creates the node, or adopts an existing one (reconciling kubelet-owned labels). Returns its UID.
-    async fn register(&self) -> Result<String, kube::Error> {
+    /// Creates the node, or adopts an existing one (reconciling kubelet-owned labels).
+    async fn register(&self) -> Result<Node, kube::Error> {
         let api: Api<Node> = Api::all(self.client.clone());
         let mut node = initial_node(&self.settings);
         let health = self.health.health().await;
@@ -134,11 +132,10 @@ impl NodeStatusLoop {
                         format!("Node {} status is now: {}", self.settings.name, e.reason),
                     );
                 }
-                Ok(created.metadata.uid.unwrap_or_default())
+                Ok(created)
             }
             Err(kube::Error::Api(ae)) if ae.code == 409 => {
                 let mut existing = api.get(&self.settings.name).await?;
-                let uid = existing.metadata.uid.clone().unwrap_or_default();
                 let before = existing.metadata.clone();
                 if reconcile_existing(&mut existing, &self.settings) {
                     let patch = serde_json::json!({ "metadata": {
@@ -149,23 +146,22 @@ impl NodeStatusLoop {
                     tracing::info!(node = %self.settings.name, labels = ?before.labels, "reconciled the existing node's labels");
                 }
                 self.record_event(false, "Starting", "Starting kubelet.".into());
-                Ok(uid)
+                Ok(existing)
             }
             Err(e) => Err(e),
         }
     }
 
     /// Reads the node, recomputes its status and patches it when it changed (or `force`).
-    /// Returns the node's UID and whether a patch was sent.
-    async fn update_status(&self, force: bool) -> Result<(String, bool), kube::Error> {
+    /// Returns the node as read (with the new status) and whether a patch was sent.
+    async fn update_status(&self, force: bool) -> Result<(Node, bool), kube::Error> {
         let api: Api<Node> = Api::all(self.client.clone());
         let node = api.get(&self.settings.name).await?;
-        let uid = node.metadata.uid.clone().unwrap_or_default();
         let mut updated = node.clone();
         let health = self.health.health().await;
         let events = set_node_status(&mut updated, &self.settings, &self.machine, &health, &crate::now());
         if !force && !status_changed(node.status.as_ref(), updated.status.as_ref()) {
-            return Ok((uid, false));
+            return Ok((updated, false));
         }
         let old = serde_json::to_value(&node.status).unwrap_or_default();
         let new = serde_json::to_value(&updated.status).unwrap_or_default();
@@ -175,7 +171,7 @@ impl NodeStatusLoop {
         for e in events {
             self.record_event(e.warning, e.reason, format!("Node {} status is now: {}", self.settings.name, e.reason));
         }
-        Ok((uid, true))
+        Ok((updated, true))
     }
 
     fn record_event(&self, warning: bool, reason: &str, message: String) {

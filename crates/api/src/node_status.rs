@@ -135,7 +135,7 @@ pub fn binary_si(bytes: u64) -> Quantity {
     let mut suffix = "";
     if v != 0 {
         for s in SUFFIXES {
-            if v % 1024 != 0 {
+            if !v.is_multiple_of(1024) {
                 break;
             }
             v /= 1024;
@@ -206,7 +206,7 @@ pub fn set_node_status(
     status.daemon_endpoints =
         Some(NodeDaemonEndpoints { kubelet_endpoint: Some(DaemonEndpoint { port: s.kubelet_port }) });
     let mut images = h.images.clone();
-    images.sort_by(|a, b| b.size_bytes.cmp(&a.size_bytes));
+    images.sort_by_key(|i| std::cmp::Reverse(i.size_bytes));
     images.truncate(s.max_images);
     for i in &mut images {
         if let Some(n) = i.names.as_mut() {

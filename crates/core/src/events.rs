@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{ObjectReference, Pod};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventType {
@@ -12,10 +12,12 @@ pub enum EventType {
 }
 
 /// An event about an object (a pod, or the node).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Event {
     /// `namespace/name` of the pod, or `node/<name>`.
     pub object: String,
+    /// The pod's reference, for the API server's copy of the event.
+    pub involved: Option<ObjectReference>,
     pub kind: EventType,
     pub reason: &'static str,
     pub message: String,
@@ -37,7 +39,32 @@ pub fn pod_key(pod: &Pod) -> String {
 }
 
 pub fn pod_event(pod: &Pod, kind: EventType, reason: &'static str, message: impl Into<String>) -> Event {
-    Event { object: pod_key(pod), kind, reason, message: message.into() }
+    let involved = ObjectReference {
+        api_version: Some("v1".into()),
+        kind: Some("Pod".into()),
+        namespace: Some(pod.metadata.namespace.clone().unwrap_or_else(|| "default".into())),
+        name: pod.metadata.name.clone(),
+        uid: pod.metadata.uid.clone(),
+        ..Default::default()
+    };
+    Event { object: pod_key(pod), involved: Some(involved), kind, reason, message: message.into() }
+}
+
+/// Events to the API server as well as the log (upstream's broadcaster logs every event too).
+pub struct ApiRecorder(pub api::events::EventSink);
+
+impl EventRecorder for ApiRecorder {
+    fn record(&self, e: Event) {
+        if let Some(involved) = e.involved.clone() {
+            self.0.record(api::events::EventRecord {
+                involved,
+                warning: e.kind == EventType::Warning,
+                reason: e.reason.to_string(),
+                message: e.message.clone(),
+            });
+        }
+        LogRecorder.record(e);
+    }
 }
 
 /// Writes events to the log.

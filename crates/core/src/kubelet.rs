@@ -14,16 +14,17 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
+use crate::admission::{self, Rejection};
 use crate::clock::Clock;
 use crate::container::{PodRuntimeStatus, SyncReasons};
-use crate::events::EventRecorder;
+use crate::events::{EventRecorder, EventType};
 use crate::pleg::PlegEvent;
 use crate::pod_dirs::PodDirs;
 use crate::pod_workers::{PodSyncer, PodWorkers, SyncOutcome};
 use crate::runtime::labels;
 use crate::runtime::manager::RuntimeManager;
 use crate::runtime::sandbox::pod_logs_dir;
-use crate::source::{FILE_SOURCE, PodConfig, PodOp, PodUpdate, SourceSnapshot};
+use crate::source::{FILE_SOURCE, PodConfig, PodOp, PodUpdate, SourceSnapshot, is_static_pod};
 use crate::status::{StatusInput, compute_pod_status, is_terminal};
 use crate::status_manager::StatusManager;
 use crate::volume::VolumeManager;
@@ -114,6 +115,25 @@ impl Kubelet {
         }
     }
 
+    /// Upstream `rejectPod`: the pod is Failed with the admission reason and never started.
+    pub fn reject_pod(&self, pod: &Arc<Pod>, r: &Rejection) {
+        self.recorder.record(crate::events::pod_event(
+            pod,
+            EventType::Warning,
+            leak_reason(&r.reason),
+            r.message.clone(),
+        ));
+        let status = k8s_openapi::api::core::v1::PodStatus {
+            phase: Some("Failed".into()),
+            reason: Some(r.reason.clone()),
+            message: Some(format!("Pod was rejected: {}", r.message)),
+            qos_class: pod.status.as_ref().and_then(|s| s.qos_class.clone()),
+            ..Default::default()
+        };
+        self.statuses.set(pod.clone(), status);
+        self.statuses.mark_terminated(labels::uid_of(pod));
+    }
+
     /// Computes and stores a pod's status from its runtime state; returns the phase.
     fn update_status(&self, pod: &Arc<Pod>, rt: &PodRuntimeStatus, terminal: bool) -> Option<String> {
         let uid = labels::uid_of(pod);
@@ -187,6 +207,7 @@ impl PodSyncer for Kubelet {
         if !removed {
             // A completed pod keeps its containers (logs, status) until it is removed.
             self.volumes.teardown_pod_volumes(uid).await.map_err(|e| e.to_string())?;
+            self.statuses.mark_terminated(uid);
             return Ok(());
         }
         let rt = self.runtime.get_pod_status(uid).await.map_err(|e| e.to_string())?;
@@ -215,12 +236,38 @@ impl PodSyncer for Kubelet {
     }
 }
 
+/// What admission needs to know about the node (only for pods from the API server).
+pub struct AdmissionContext {
+    pub node_name: String,
+    /// The node as last read from the API (its labels), once registered.
+    pub node: api::node::Registered,
+    /// The labels the kubelet registers the node with, used until the API node is known.
+    pub labels: BTreeMap<String, String>,
+    pub max_pods: u32,
+}
+
+/// Event reasons are `&'static str`; admission reasons come from a small fixed set.
+fn leak_reason(reason: &str) -> &'static str {
+    match reason {
+        "NodeAffinity" => "NodeAffinity",
+        "OutOfpods" => "OutOfpods",
+        "OutOfcpu" => "OutOfcpu",
+        "OutOfmemory" => "OutOfmemory",
+        _ => "UnexpectedAdmissionError",
+    }
+}
+
 /// The sync loop: feeds pod workers from the merged source stream and PLEG, and does
 /// housekeeping (orphaned runtime pods and pod directories).
 pub struct SyncLoop {
     pub kubelet: Arc<Kubelet>,
     pub workers: PodWorkers,
     pub health: SyncLoopHealth,
+    /// The sources that must report before orphans are judged (e.g. `[FILE_SOURCE, API_SOURCE]`).
+    pub sources: Vec<&'static str>,
+    pub admission: Option<AdmissionContext>,
+    /// Receives the static pods the kubelet wants, for the mirror pod sync.
+    pub static_pods: Option<tokio::sync::watch::Sender<Vec<Arc<Pod>>>>,
 }
 
 impl SyncLoop {
@@ -230,8 +277,9 @@ impl SyncLoop {
         mut pleg: mpsc::Receiver<PlegEvent>,
         shutdown: CancellationToken,
     ) {
-        let mut config = PodConfig::new([FILE_SOURCE]);
+        let mut config = PodConfig::new(if self.sources.is_empty() { vec![FILE_SOURCE] } else { self.sources.clone() });
         let mut desired: BTreeMap<String, Arc<Pod>> = BTreeMap::new();
+        let mut rejected: HashSet<String> = HashSet::new();
         let mut sources_open = true;
         let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
         housekeeping.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -242,7 +290,17 @@ impl SyncLoop {
                 snap = sources.recv(), if sources_open => match snap {
                     Some(snap) => {
                         for u in config.merge(snap) {
-                            self.handle_update(u, &mut desired);
+                            self.handle_update(u, &mut desired, &mut rejected);
+                        }
+                        if let Some(tx) = &self.static_pods {
+                            let statics: Vec<Arc<Pod>> = desired.values().filter(|p| is_static_pod(p)).cloned().collect();
+                            tx.send_if_modified(|cur| {
+                                let same = cur.len() == statics.len() && cur.iter().zip(&statics).all(|(a, b)| Arc::ptr_eq(a, b));
+                                if !same {
+                                    *cur = statics;
+                                }
+                                !same
+                            });
                         }
                     }
                     None => sources_open = false,
@@ -258,23 +316,58 @@ impl SyncLoop {
         }
     }
 
-    fn handle_update(&self, u: PodUpdate, desired: &mut BTreeMap<String, Arc<Pod>>) {
+    fn handle_update(&self, u: PodUpdate, desired: &mut BTreeMap<String, Arc<Pod>>, rejected: &mut HashSet<String>) {
         for pod in u.pods {
             let uid = labels::uid_of(&pod).to_string();
             let pod = Arc::new(pod);
             match u.op {
                 PodOp::Add | PodOp::Update | PodOp::Reconcile => {
-                    tracing::info!(pod = %crate::events::pod_key(&pod), pod_uid = %uid, op = ?u.op, "pod update");
-                    desired.insert(uid, pod.clone());
-                    self.workers.update_pod(pod);
+                    if rejected.contains(&uid) {
+                        continue;
+                    }
+                    if u.op == PodOp::Add
+                        && let Err(r) = self.admit(&pod, desired)
+                    {
+                        tracing::warn!(pod = %crate::events::pod_key(&pod), reason = %r.reason, "Pod rejected: {}", r.message);
+                        self.kubelet.reject_pod(&pod, &r);
+                        rejected.insert(uid);
+                        continue;
+                    }
+                    if u.op != PodOp::Reconcile {
+                        tracing::info!(pod = %crate::events::pod_key(&pod), pod_uid = %uid, op = ?u.op, "pod update");
+                    }
+                    desired.insert(uid.clone(), pod.clone());
+                    if pod.metadata.deletion_timestamp.is_some() {
+                        let grace = pod.metadata.deletion_grace_period_seconds;
+                        self.workers.kill_pod(&uid, Some(pod), grace, false);
+                    } else {
+                        self.workers.update_pod(pod);
+                    }
                 }
                 PodOp::Remove => {
                     tracing::info!(pod = %crate::events::pod_key(&pod), pod_uid = %uid, "pod removed");
                     desired.remove(&uid);
+                    rejected.remove(&uid);
                     self.workers.kill_pod(&uid, Some(pod), None, true);
                 }
             }
         }
+    }
+
+    /// Admission for pods from the API server (static pods are always admitted, as upstream's
+    /// critical-pod handling effectively does for the predicates implemented here).
+    fn admit(&self, pod: &Pod, desired: &BTreeMap<String, Arc<Pod>>) -> Result<(), Rejection> {
+        let Some(ctx) = &self.admission else { return Ok(()) };
+        if is_static_pod(pod) {
+            return Ok(());
+        }
+        let labels =
+            ctx.node.borrow().as_ref().and_then(|n| n.metadata.labels.clone()).unwrap_or_else(|| ctx.labels.clone());
+        let active = desired
+            .keys()
+            .filter(|uid| !is_terminal(self.kubelet.statuses.get(uid).and_then(|s| s.phase).as_deref()))
+            .count();
+        admission::admit(pod, &ctx.node_name, &labels, active, ctx.max_pods)
     }
 
     /// Kills runtime pods nobody wants (e.g. a manifest removed while the kubelet was down) and

@@ -1,11 +1,13 @@
 //! rkubelet's control loops: configuration, pod sources, pod workers, the runtime manager
 //! (pod spec → CRI), PLEG and pod status.
 
+pub mod admission;
 pub mod clock;
 pub mod config;
 pub mod container;
 pub mod events;
 pub mod kubelet;
+pub mod mirror;
 pub mod pleg;
 pub mod pod_dirs;
 pub mod pod_workers;
@@ -14,4 +16,5 @@ pub mod runtime;
 pub mod source;
 pub mod status;
 pub mod status_manager;
+pub mod status_sync;
 pub mod volume;

@@ -1,30 +1,63 @@
 //! The status manager: the last computed status of every pod the kubelet knows, for readers (the
-//! debug pod list now; the API status writer later). Each pod's status is written only by that
-//! pod's worker, so stores for one pod are already in order.
+//! debug pod list, and the API status syncer in `status_sync`). Each pod's status is written only
+//! by that pod's worker, so stores for one pod are already in order; every store bumps the entry's
+//! version and wakes the syncer, which writes only versions newer than the last it wrote.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::core::v1::{Pod, PodStatus};
+use tokio::sync::Notify;
 
+/// One pod's latest status as the syncer sees it.
 #[derive(Debug, Clone)]
-struct Entry {
-    pod: Arc<Pod>,
-    status: PodStatus,
+pub struct Entry {
+    pub pod: Arc<Pod>,
+    pub status: PodStatus,
+    /// Bumped on every store; the syncer remembers the last version it wrote.
+    pub version: u64,
+    /// The pod's containers are gone and its volumes torn down (upstream: the pod worker's
+    /// `SyncTerminatedPod` finished), so its API object may be deleted.
+    pub terminated: bool,
 }
 
 #[derive(Debug, Clone, Default)]
 pub struct StatusManager {
     inner: Arc<Mutex<HashMap<String, Entry>>>,
+    changed: Arc<Notify>,
+    next_version: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl StatusManager {
     /// Stores a pod's new status (and the spec it was computed for).
     pub fn set(&self, pod: Arc<Pod>, status: PodStatus) {
         let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let version = self.next_version.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
         if let Ok(mut m) = self.inner.lock() {
-            m.insert(uid, Entry { pod, status });
+            let terminated = m.get(&uid).is_some_and(|e| e.terminated);
+            m.insert(uid, Entry { pod, status, version, terminated });
         }
+        self.changed.notify_one();
+    }
+
+    /// Records that a pod finished terminating (containers stopped, volumes torn down).
+    pub fn mark_terminated(&self, uid: &str) {
+        if let Ok(mut m) = self.inner.lock()
+            && let Some(e) = m.get_mut(uid)
+        {
+            e.terminated = true;
+        }
+        self.changed.notify_one();
+    }
+
+    /// Every entry (for the syncer).
+    pub fn entries(&self) -> Vec<(String, Entry)> {
+        self.inner.lock().map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default()
+    }
+
+    /// Resolves when a status was stored since the last call (coalescing many stores into one wake-up).
+    pub async fn changed(&self) {
+        self.changed.notified().await;
     }
 
     pub fn get(&self, uid: &str) -> Option<PodStatus> {

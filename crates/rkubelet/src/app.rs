@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use core_kubelet::clock::RealClock;
 use core_kubelet::config::KubeletConfiguration;
-use core_kubelet::events::LogRecorder;
+use core_kubelet::events::{ApiRecorder, EventRecorder, LogRecorder};
 use core_kubelet::kubelet::{Kubelet, SyncLoop, SyncLoopHealth};
 use core_kubelet::pleg::{Pleg, PlegHealth};
 use core_kubelet::pod_dirs::PodDirs;
@@ -18,6 +18,7 @@ use core_kubelet::runtime::dns::{DnsSettings, HostResolver};
 use core_kubelet::runtime::manager::RuntimeManager;
 use core_kubelet::runtime::sandbox::RuntimeSettings;
 use core_kubelet::source::file::FileSource;
+use core_kubelet::source::{API_SOURCE, FILE_SOURCE};
 use core_kubelet::status_manager::StatusManager;
 use core_kubelet::volume::VolumeManager;
 use cri::{RemoteRuntime, RuntimeService};
@@ -62,6 +63,23 @@ fn node_name(cfg: &KubeletConfiguration) -> anyhow::Result<String> {
         None => sys::hostname().context("reading the hostname (set --hostname-override)")?,
     };
     Ok(name.trim().to_lowercase())
+}
+
+/// The node's IPs: `--node-ip`, else the IPv4 address of the default route's interface
+/// (upstream also tries resolving the hostname first; on nodes without DNS for themselves the
+/// default route is what it ends up with).
+fn node_ips(cfg: &KubeletConfiguration) -> Vec<String> {
+    let given: Vec<String> = cfg
+        .node_ip
+        .iter()
+        .flat_map(|ips| ips.split(','))
+        .map(|ip| ip.trim().to_string())
+        .filter(|ip| !ip.is_empty() && ip != "0.0.0.0" && ip != "::")
+        .collect();
+    if !given.is_empty() {
+        return given;
+    }
+    sys::node_info::default_route_ipv4().map(|ip| vec![ip.to_string()]).unwrap_or_default()
 }
 
 fn host_resolver(path: &str) -> anyhow::Result<Option<HostResolver>> {
@@ -128,6 +146,7 @@ pub async fn run(cfg: KubeletConfiguration) -> anyhow::Result<()> {
     let statuses = StatusManager::default();
     let sync_health = SyncLoopHealth::new(cfg.sync_frequency);
     let pleg = Pleg::new(cri.clone(), Duration::from_secs(1));
+    let statuses_for_api = statuses.clone();
     let host = Arc::new(HealthHost { sync_loop: sync_health.clone(), pleg: pleg.health(), statuses: statuses.clone() });
     if cfg.healthz_port > 0 {
         let addr: SocketAddr = format!("{}:{}", cfg.healthz_bind_address, cfg.healthz_port)
@@ -141,13 +160,37 @@ pub async fn run(cfg: KubeletConfiguration) -> anyhow::Result<()> {
     }
 
     let clock = Arc::new(RealClock);
-    let recorder = Arc::new(LogRecorder);
+    let node_ips = node_ips(&cfg);
+    // Cluster mode: the API side starts before pods are synced so that events and statuses of
+    // the first syncs reach the API server.
+    let cluster = match &cfg.kubeconfig {
+        Some(kubeconfig) => {
+            let settings = crate::cluster::node_settings(&cfg, &node, &node_ips);
+            Some(
+                crate::cluster::start(
+                    &cfg,
+                    kubeconfig,
+                    settings,
+                    cri.clone(),
+                    remote.clone(),
+                    pleg.health(),
+                    &shutdown,
+                )
+                .await?,
+            )
+        }
+        None => None,
+    };
+    let recorder: Arc<dyn EventRecorder> = match &cluster {
+        Some(c) => Arc::new(ApiRecorder(c.events.clone())),
+        None => Arc::new(LogRecorder),
+    };
     let dirs = PodDirs::new(root_dir.clone());
     let mounter: Arc<dyn sys::Mounter> = Arc::new(sys::RealMounter::new());
     let volumes = Arc::new(VolumeManager::new(dirs.clone(), mounter));
     let settings = RuntimeSettings {
         node_name: node.clone(),
-        host_ips: cfg.node_ip.iter().flat_map(|ips| ips.split(',')).map(|ip| ip.trim().to_string()).collect(),
+        host_ips: node_ips.clone(),
         pod_logs_dir: PathBuf::from(&cfg.pod_logs_dir),
         dns: DnsSettings {
             cluster_dns: cfg.cluster_dns.clone(),
@@ -172,23 +215,35 @@ pub async fn run(cfg: KubeletConfiguration) -> anyhow::Result<()> {
         statuses,
         recorder,
         clock,
-        cfg.node_ip.as_deref().and_then(|s| s.split(",").next()).map(|s| s.trim().to_string()),
+        node_ips.first().cloned(),
     ));
     let workers = PodWorkers::new(kubelet.clone(), cfg.sync_frequency, shutdown.clone());
 
     let (snap_tx, snap_rx) = mpsc::channel(16);
+    let mut sources = Vec::new();
     if let Some(path) = Some(cfg.static_pod_path.as_str()).filter(|p| !p.is_empty()) {
         let source = FileSource::new(PathBuf::from(path), node.clone(), cfg.file_check_frequency);
-        tokio::spawn(source.run(snap_tx, shutdown.clone()));
+        tokio::spawn(source.run(snap_tx.clone(), shutdown.clone()));
+        sources.push(FILE_SOURCE);
         tracing::info!(path, "watching static pod manifests");
-    } else {
-        drop(snap_tx);
-        tracing::warn!("no staticPodPath / --pod-manifest-path: no pod source configured");
     }
+    let (mut admission, mut static_pods) = (None, None);
+    if let Some(c) = &cluster {
+        c.start_pod_source(snap_tx.clone(), &shutdown);
+        sources.push(API_SOURCE);
+        static_pods = Some(c.start_status(statuses_for_api.clone(), &shutdown));
+        admission = Some(c.admission());
+    }
+    if sources.is_empty() {
+        tracing::warn!("no staticPodPath / --pod-manifest-path and no --kubeconfig: no pod source configured");
+    }
+    drop(snap_tx);
     let (pleg_tx, pleg_rx) = mpsc::channel(1024);
     tokio::spawn(pleg.run(pleg_tx, shutdown.clone()));
 
-    SyncLoop { kubelet, workers, health: sync_health }.run(snap_rx, pleg_rx, shutdown.clone()).await;
+    SyncLoop { kubelet, workers, health: sync_health, sources, admission, static_pods }
+        .run(snap_rx, pleg_rx, shutdown.clone())
+        .await;
     shutdown.cancel();
     tracing::info!("rkubelet stopped");
     Ok(())

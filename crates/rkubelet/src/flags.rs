@@ -1,20 +1,28 @@
 //! The command line, with upstream kubelet's flag names and meanings
 //! (`cmd/kubelet/app/options/options.go`). Every flag is optional so that "not given" can be told
-//! apart from "given with the default value": precedence is flag > `--config` file > default.
-//! Both `--flag=value` and `--flag value` are accepted, as with upstream's pflag.
+//! apart from "given with the default value": precedence is flag > `--config` file (with its
+//! `--config-dir` drop-ins) > default. As with upstream's pflag, `--flag=value` and
+//! `--flag value` are accepted, bools are `--flag` or `--flag=false`, a repeated flag overrides
+//! (lists append), and `_` in names reads as `-`. Upstream flags rkubelet does not implement
+//! are accepted with a warning or refused when ignoring them would be unsafe ([`upstream`]).
 
+mod upstream;
+
+use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use core_kubelet::config::{self, KubeletConfigFile, KubeletConfiguration};
+use core_kubelet::config::{self, KubeletConfigFile, KubeletConfiguration, Taint};
+use serde_json::{Value, json};
 
 const ABOUT: &str = "rkubelet: the primary \"node agent\" that runs on each node.";
 
 const LONG_ABOUT: &str = "\
-rkubelet is the primary \"node agent\" that runs on each node.
+rkubelet is the primary \"node agent\" that runs on each node. It can register the node with the \
+apiserver using the hostname or a flag to override the hostname.
 
 The kubelet works in terms of a PodSpec. A PodSpec is a YAML or JSON object that describes a \
 pod. The kubelet takes a set of PodSpecs that are provided through various mechanisms and \
@@ -23,14 +31,23 @@ doesn't manage containers which were not created by Kubernetes.
 
 File: static pod manifests are read from the path given by --pod-manifest-path (or staticPodPath \
 in the --config file). Files under this path are watched for changes and also re-read \
-periodically; the period is 20s by default and is configurable via --file-check-frequency.";
+periodically; the period is 20s by default and is configurable via --file-check-frequency.
+
+Upstream kubelet flags that rkubelet does not implement are accepted and ignored with a warning, \
+except those whose ignoring would be unsafe (--lock-file, --exit-on-lock-contention, --runonce, \
+--seccomp-default, --enforce-node-allocatable with reserved cgroups, --container-runtime other \
+than remote), which are refused.";
 
 const CONFIG_FLAG_NOTE: &str =
     "(This parameter can also be set via the config file specified by --config; the flag takes precedence.)";
 
+/// `--register-with-taints`: one clap value holding the whole list.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TaintList(pub Vec<Taint>);
+
 /// Command-line flags. Names, meanings and defaults are upstream's (see each `help`).
 #[derive(Debug, Clone, Default, Parser)]
-#[command(name = "rkubelet", version, about = ABOUT, long_about = LONG_ABOUT)]
+#[command(name = "rkubelet", version, about = ABOUT, long_about = LONG_ABOUT, args_override_self = true)]
 pub struct Flags {
     #[arg(
         long = "config",
@@ -38,6 +55,48 @@ pub struct Flags {
         help = "The Kubelet will load its initial configuration from this file. The path may be absolute or relative; relative paths start at the Kubelet's current working directory. Omit this flag to use the built-in default configuration values. Command-line flags override configuration from this file."
     )]
     pub config: Option<PathBuf>,
+
+    #[arg(
+        long = "config-dir",
+        value_name = "string",
+        help = "Path to a directory to specify drop-ins, allows the user to optionally specify additional configs to overwrite what is provided by default and in the KubeletConfigFile flag. [default='']"
+    )]
+    pub config_dir: Option<PathBuf>,
+
+    #[arg(
+        long = "kubeconfig",
+        value_name = "string",
+        help = "Path to a kubeconfig file, specifying how to connect to the API server. Providing --kubeconfig enables API server mode, omitting --kubeconfig enables standalone mode."
+    )]
+    pub kubeconfig: Option<PathBuf>,
+
+    #[arg(
+        long = "bootstrap-kubeconfig",
+        value_name = "string",
+        help = "Path to a kubeconfig file that will be used to get client certificate for kubelet. If the file specified by --kubeconfig does not exist, the bootstrap kubeconfig is used to request a client certificate from the API server. On success, a kubeconfig file referencing the generated client certificate and key is written to the path specified by --kubeconfig. The client certificate and key file will be stored in the directory pointed by --cert-dir."
+    )]
+    pub bootstrap_kubeconfig: Option<PathBuf>,
+
+    #[arg(
+        long = "cert-dir",
+        value_name = "string",
+        help = "The directory where the TLS certs are located. If --tls-cert-file and --tls-private-key-file are provided, this flag will be ignored. (default \"/var/lib/kubelet/pki\")"
+    )]
+    pub cert_dir: Option<PathBuf>,
+
+    #[arg(
+        long = "node-labels",
+        value_name = "mapStringString",
+        help = "<comma-separated 'key=value' pairs> Labels to add when registering the node in the cluster.  Labels must be key=value pairs separated by ','. Labels in the 'kubernetes.io' namespace must begin with an allowed prefix (kubelet.kubernetes.io, node.kubernetes.io) or be in the specifically allowed set (beta.kubernetes.io/arch, beta.kubernetes.io/instance-type, beta.kubernetes.io/os, failure-domain.beta.kubernetes.io/region, failure-domain.beta.kubernetes.io/zone, kubernetes.io/arch, kubernetes.io/hostname, kubernetes.io/os, node.kubernetes.io/instance-type, topology.kubernetes.io/region, topology.kubernetes.io/zone)"
+    )]
+    pub node_labels: Vec<String>,
+
+    #[arg(
+        long = "cloud-provider",
+        value_name = "string",
+        help = "The provider for cloud services. Set to empty string for running with no cloud provider. Set to 'external' for running with an external cloud provider. If set, the cloud provider determines the name of the node (consult cloud provider documentation to determine if and how the hostname is used)."
+    )]
+    pub cloud_provider: Option<String>,
 
     #[arg(long = "pod-manifest-path", value_name = "string", help = help_with_note(
         "Path to the directory containing static pod files to run, or the path to a single static pod file. Files starting with dots will be ignored."))]
@@ -104,6 +163,126 @@ pub struct Flags {
         "Number of Pods that can run on this Kubelet. (default 110)"))]
     pub max_pods: Option<u32>,
 
+    #[arg(long = "register-node", value_name = "bool", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = parse_bool, help = help_with_note(
+        "Register the node with the apiserver. If --kubeconfig is not provided, this flag is irrelevant, as the Kubelet won't have an apiserver to register with. (default true)"))]
+    pub register_node: Option<bool>,
+
+    #[arg(long = "register-with-taints", value_name = "[]v1.Taint", value_parser = parse_taint_list, help = help_with_note(
+        "Register the node with the given list of taints (comma separated \"<key>=<value>:<effect>\"). No-op if register-node is false."))]
+    pub register_with_taints: Option<TaintList>,
+
+    #[arg(long = "provider-id", value_name = "string", help = help_with_note(
+        "Unique identifier for identifying the node in a machine database, i.e cloudprovider"))]
+    pub provider_id: Option<String>,
+
+    #[arg(long = "node-status-update-frequency", value_name = "duration", value_parser = parse_duration, help = help_with_note(
+        "Specifies how often kubelet posts node status to master. Note: be cautious when changing the constant, it must work with nodeMonitorGracePeriod in nodecontroller. (default 10s)"))]
+    pub node_status_update_frequency: Option<Duration>,
+
+    #[arg(long = "node-status-max-images", value_name = "int32", allow_negative_numbers = true, help = help_with_note(
+        "The maximum number of images to report in Node.Status.Images. If -1 is specified, no cap will be applied. (default 50)"))]
+    pub node_status_max_images: Option<i32>,
+
+    #[arg(long = "kube-api-qps", value_name = "int32", allow_negative_numbers = true, help = help_with_note(
+        "QPS to use while talking with kubernetes apiserver. The number must be >= 0. If 0 will use DefaultQPS: 50. Doesn't cover events and node heartbeat apis which rate limiting is controlled by a different set of flags (default 50)"))]
+    pub kube_api_qps: Option<i32>,
+
+    #[arg(long = "kube-api-burst", value_name = "int32", allow_negative_numbers = true, help = help_with_note(
+        "Burst to use while talking with kubernetes apiserver. The number must be >= 0. If 0 will use DefaultBurst: 100. Doesn't cover events and node heartbeat apis which rate limiting is controlled by a different set of flags (default 100)"))]
+    pub kube_api_burst: Option<i32>,
+
+    #[arg(long = "event-qps", value_name = "int32", allow_negative_numbers = true, help = help_with_note(
+        "QPS to limit event creations. The number must be >= 0. If 0 will use DefaultQPS: 5. (default 50)"))]
+    pub event_qps: Option<i32>,
+
+    #[arg(long = "event-burst", value_name = "int32", allow_negative_numbers = true, help = help_with_note(
+        "Maximum size of a bursty event records, temporarily allows event records to burst to this number, while still not exceeding event-qps. The number must be >= 0. If 0 will use DefaultBurst: 10. (default 100)"))]
+    pub event_burst: Option<i32>,
+
+    #[arg(long = "rotate-certificates", value_name = "bool", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = parse_bool, help = help_with_note(
+        "Auto rotate the kubelet client certificates by requesting new certificates from the kube-apiserver when the certificate expiration approaches."))]
+    pub rotate_certificates: Option<bool>,
+
+    #[arg(long = "rotate-server-certificates", value_name = "bool", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = parse_bool, help = help_with_note(
+        "Auto-request and rotate the kubelet serving certificates by requesting new certificates from the kube-apiserver when the certificate expiration approaches. Requires the RotateKubeletServerCertificate feature gate to be enabled, and approval of the submitted CertificateSigningRequest objects."))]
+    pub rotate_server_certificates: Option<bool>,
+
+    #[arg(long = "tls-cert-file", value_name = "string", help = help_with_note(
+        "File containing x509 Certificate used for serving HTTPS (with intermediate certs, if any, concatenated after server cert). If --tls-cert-file and --tls-private-key-file are not provided, a self-signed certificate and key are generated for the public address and saved to the directory passed to --cert-dir."))]
+    pub tls_cert_file: Option<String>,
+
+    #[arg(long = "tls-private-key-file", value_name = "string", help = help_with_note(
+        "File containing x509 private key matching --tls-cert-file."))]
+    pub tls_private_key_file: Option<String>,
+
+    #[arg(long = "enable-controller-attach-detach", value_name = "bool", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = parse_bool, help = help_with_note(
+        "Enables the Attach/Detach controller to manage attachment/detachment of volumes scheduled to this node, and disables kubelet from executing any attach/detach operations (default true)"))]
+    pub enable_controller_attach_detach: Option<bool>,
+
+    #[arg(long = "enable-server", value_name = "bool", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = parse_bool, help = help_with_note(
+        "Enable the Kubelet's server (default true)"))]
+    pub enable_server: Option<bool>,
+
+    #[arg(long = "address", value_name = "ip", help = help_with_note(
+        "The IP address for the Kubelet to serve on (set to '0.0.0.0' or '::' for listening on all interfaces and IP address families) (default 0.0.0.0)"))]
+    pub address: Option<String>,
+
+    #[arg(long = "port", value_name = "int32", help = help_with_note(
+        "The port for the Kubelet to serve on. (default 10250)"))]
+    pub port: Option<u16>,
+
+    #[arg(long = "read-only-port", value_name = "int32", help = help_with_note(
+        "The read-only port for the Kubelet to serve on with no authentication/authorization (set to 0 to disable) (default 0 with --config's defaults)"))]
+    pub read_only_port: Option<u16>,
+
+    #[arg(long = "anonymous-auth", value_name = "bool", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = parse_bool, help = help_with_note(
+        "Enables anonymous requests to the Kubelet server. Requests that are not rejected by another authentication method are treated as anonymous requests. Anonymous requests have a username of system:anonymous, and a group name of system:unauthenticated."))]
+    pub anonymous_auth: Option<bool>,
+
+    #[arg(long = "authentication-token-webhook", value_name = "bool", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = parse_bool, help = help_with_note(
+        "Use the TokenReview API to determine authentication for bearer tokens."))]
+    pub authentication_token_webhook: Option<bool>,
+
+    #[arg(long = "authentication-token-webhook-cache-ttl", value_name = "duration", value_parser = parse_duration, help = help_with_note(
+        "The duration to cache responses from the webhook token authenticator. (default 2m0s)"))]
+    pub authentication_token_webhook_cache_ttl: Option<Duration>,
+
+    #[arg(long = "client-ca-file", value_name = "string", help = help_with_note(
+        "If set, any request presenting a client certificate signed by one of the authorities in the client-ca-file is authenticated with an identity corresponding to the CommonName of the client certificate."))]
+    pub client_ca_file: Option<String>,
+
+    #[arg(long = "authorization-mode", value_name = "string", help = help_with_note(
+        "Authorization mode for Kubelet server. Valid options are AlwaysAllow or Webhook. Webhook mode uses the SubjectAccessReview API to determine authorization."))]
+    pub authorization_mode: Option<String>,
+
+    #[arg(long = "authorization-webhook-cache-authorized-ttl", value_name = "duration", value_parser = parse_duration, help = help_with_note(
+        "The duration to cache 'authorized' responses from the webhook authorizer. (default 5m0s)"))]
+    pub authorization_webhook_cache_authorized_ttl: Option<Duration>,
+
+    #[arg(long = "authorization-webhook-cache-unauthorized-ttl", value_name = "duration", value_parser = parse_duration, help = help_with_note(
+        "The duration to cache 'unauthorized' responses from the webhook authorizer. (default 30s)"))]
+    pub authorization_webhook_cache_unauthorized_ttl: Option<Duration>,
+
+    #[arg(long = "registry-qps", value_name = "int32", help = help_with_note(
+        "If > 0, limit registry pull QPS to this value.  If 0, unlimited. (default 5)"))]
+    pub registry_qps: Option<u32>,
+
+    #[arg(long = "registry-burst", value_name = "int32", help = help_with_note(
+        "Maximum size of a bursty pulls, temporarily allows pulls to burst to this number, while still not exceeding registry-qps. Only used if --registry-qps > 0 (default 10)"))]
+    pub registry_burst: Option<u32>,
+
+    #[arg(long = "serialize-image-pulls", value_name = "bool", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = parse_bool, help = help_with_note(
+        "Pull images one at a time. (default true)"))]
+    pub serialize_image_pulls: Option<bool>,
+
+    #[arg(long = "pod-max-pids", value_name = "int", allow_negative_numbers = true, help = help_with_note(
+        "Set the maximum number of processes per pod.  If -1, the kubelet defaults to the node allocatable pid capacity. (default -1)"))]
+    pub pod_max_pids: Option<i64>,
+
+    #[arg(long = "hairpin-mode", value_name = "string", help = help_with_note(
+        "How should the kubelet setup hairpin NAT. This allows endpoints of a Service to loadbalance back to themselves if they should try to access their own Service. Valid values are \"promiscuous-bridge\", \"hairpin-veth\" and \"none\". (default \"promiscuous-bridge\")"))]
+    pub hairpin_mode: Option<String>,
+
     #[arg(short = 'v', long = "v", value_name = "Level", help = "number for the log level verbosity")]
     pub verbosity: Option<u8>,
 }
@@ -117,9 +296,51 @@ fn parse_duration(s: &str) -> Result<Duration, config::DurationError> {
     config::parse_duration(s)
 }
 
+fn parse_bool(s: &str) -> Result<bool, String> {
+    upstream::parse_go_bool(s)
+}
+
+fn parse_taint_list(s: &str) -> Result<TaintList, String> {
+    config::parse_taints(s).map(TaintList)
+}
+
+/// Sets `path` (object keys) inside `root` to `value`, creating objects on the way.
+fn set_path(root: &mut Value, path: &[&str], value: Value) {
+    let mut node = root;
+    for key in path {
+        if !node.is_object() {
+            *node = json!({});
+        }
+        node = &mut node[*key];
+    }
+    *node = value;
+}
+
 impl Flags {
     /// The config-file-backed settings given on the command line.
     fn overrides(&self) -> KubeletConfigFile {
+        let duration = |d: Option<Duration>| d.map(|d| Value::String(config::format_duration(d)));
+        let mut authn = Value::Null;
+        for (path, value) in [
+            (&["anonymous", "enabled"][..], self.anonymous_auth.map(Value::Bool)),
+            (&["webhook", "enabled"][..], self.authentication_token_webhook.map(Value::Bool)),
+            (&["webhook", "cacheTTL"][..], duration(self.authentication_token_webhook_cache_ttl)),
+            (&["x509", "clientCAFile"][..], self.client_ca_file.clone().map(Value::String)),
+        ] {
+            if let Some(v) = value {
+                set_path(&mut authn, path, v);
+            }
+        }
+        let mut authz = Value::Null;
+        for (path, value) in [
+            (&["mode"][..], self.authorization_mode.clone().map(Value::String)),
+            (&["webhook", "cacheAuthorizedTTL"][..], duration(self.authorization_webhook_cache_authorized_ttl)),
+            (&["webhook", "cacheUnauthorizedTTL"][..], duration(self.authorization_webhook_cache_unauthorized_ttl)),
+        ] {
+            if let Some(v) = value {
+                set_path(&mut authz, path, v);
+            }
+        }
         KubeletConfigFile {
             static_pod_path: self.pod_manifest_path.clone(),
             container_runtime_endpoint: self.container_runtime_endpoint.clone(),
@@ -132,8 +353,42 @@ impl Flags {
             cluster_domain: self.cluster_domain.clone(),
             resolv_conf: self.resolv_conf.clone(),
             max_pods: self.max_pods,
+            register_node: self.register_node,
+            register_with_taints: self.register_with_taints.clone().map(|t| t.0),
+            provider_id: self.provider_id.clone(),
+            node_status_update_frequency: self.node_status_update_frequency,
+            node_status_max_images: self.node_status_max_images,
+            kube_api_qps: self.kube_api_qps,
+            kube_api_burst: self.kube_api_burst,
+            event_record_qps: self.event_qps,
+            event_burst: self.event_burst,
+            rotate_certificates: self.rotate_certificates,
+            server_tls_bootstrap: self.rotate_server_certificates,
+            tls_cert_file: self.tls_cert_file.clone(),
+            tls_private_key_file: self.tls_private_key_file.clone(),
+            enable_controller_attach_detach: self.enable_controller_attach_detach,
+            enable_server: self.enable_server,
+            address: self.address.clone(),
+            port: self.port,
+            read_only_port: self.read_only_port,
+            registry_pull_qps: self.registry_qps,
+            registry_burst: self.registry_burst,
+            serialize_image_pulls: self.serialize_image_pulls,
+            pod_pids_limit: self.pod_max_pids,
+            hairpin_mode: self.hairpin_mode.clone(),
+            authentication: Some(authn).filter(|v| !v.is_null()),
+            authorization: Some(authz).filter(|v| !v.is_null()),
             ..KubeletConfigFile::default()
         }
+    }
+
+    /// `--node-labels`, all occurrences merged.
+    fn node_labels(&self) -> BTreeMap<String, String> {
+        let mut labels = BTreeMap::new();
+        for s in &self.node_labels {
+            config::parse_node_labels_into(&mut labels, s);
+        }
+        labels
     }
 }
 
@@ -144,22 +399,32 @@ pub struct Loaded {
     pub warnings: Vec<String>,
 }
 
-/// Parses the command line (`args` includes the program name), loads the `--config` file if
-/// given, and resolves flag > file > default. The result is validated.
+/// Parses the command line (`args` includes the program name), loads the `--config` file and
+/// the `--config-dir` drop-ins if given, and resolves flag > file > default. The result is
+/// validated.
 ///
 /// Command-line errors, `--help` and `--version` come back as a [`clap::Error`] inside the
 /// `anyhow::Error`: `if let Some(e) = err.downcast_ref::<clap::Error>() { e.exit() }` prints
 /// them the way clap does (help on stdout with status 0, usage errors on stderr with status 2).
 pub fn load(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<Loaded> {
+    let (args, flag_warnings) = upstream::strip_unimplemented(args)?;
     let flags = Flags::try_parse_from(args)?;
-    load_from(&flags)
+    let mut loaded = load_from(&flags)?;
+    loaded.warnings.splice(0..0, flag_warnings);
+    Ok(loaded)
 }
 
 fn load_from(flags: &Flags) -> anyhow::Result<Loaded> {
-    let (file, warnings) = match &flags.config {
+    let (mut file, mut warnings) = match &flags.config {
         Some(path) => config::load_file(path).context("failed to load the kubelet config file")?,
         None => (KubeletConfigFile::default(), Vec::new()),
     };
+    if let Some(dir) = flags.config_dir.as_ref().filter(|d| !d.as_os_str().is_empty()) {
+        let (merged, dropin_warnings) =
+            config::load_dropin_dir(dir, file).context("failed to load the kubelet config drop-ins")?;
+        file = merged;
+        warnings.extend(dropin_warnings);
+    }
     let mut config = KubeletConfiguration::resolve(file, flags.overrides());
     // Runtime-only settings: flag > default.
     if let Some(root_dir) = &flags.root_dir {
@@ -169,6 +434,15 @@ fn load_from(flags: &Flags) -> anyhow::Result<Loaded> {
     config.node_ip = flags.node_ip.clone().filter(|ip| !ip.trim().is_empty());
     if let Some(v) = flags.verbosity {
         config.verbosity = v;
+    }
+    config.kubeconfig = flags.kubeconfig.clone().filter(|p| !p.as_os_str().is_empty());
+    config.bootstrap_kubeconfig = flags.bootstrap_kubeconfig.clone().filter(|p| !p.as_os_str().is_empty());
+    if let Some(dir) = &flags.cert_dir {
+        config.cert_dir = dir.clone();
+    }
+    config.node_labels = flags.node_labels();
+    if let Some(provider) = &flags.cloud_provider {
+        config.cloud_provider = provider.clone();
     }
     config.validate()?;
     Ok(Loaded { config, warnings })
@@ -268,6 +542,208 @@ mod tests {
         assert_eq!(both.config.max_pods, 20, "flag beats file");
         assert_eq!(both.config.static_pod_path, "/srv/pods");
         assert_eq!(both.config.cluster_domain, "cluster.local");
+    }
+
+    #[test]
+    fn upstream_table_matches_clap() {
+        let mut cmd = Flags::command();
+        cmd.build();
+        let mut clap_longs = Vec::new();
+        for arg in cmd.get_arguments() {
+            let Some(long) = arg.get_long() else { continue };
+            clap_longs.push(long.to_owned());
+            let entry = upstream::lookup(long).unwrap_or_else(|| panic!("--{long} is not an upstream flag"));
+            assert!(matches!(entry.handling, upstream::Handling::Implemented), "--{long} is implemented");
+            let takes_separate_value =
+                arg.get_action().takes_values() && arg.get_num_args().is_some_and(|n| n.min_values() > 0);
+            assert_eq!(entry.takes_value, takes_separate_value, "--{long}: value arity differs");
+        }
+        for f in upstream::UPSTREAM_FLAGS {
+            if matches!(f.handling, upstream::Handling::Implemented) {
+                assert!(clap_longs.iter().any(|l| l == f.name), "--{} is marked implemented but clap lacks it", f.name);
+            }
+        }
+    }
+
+    /// What the kubeadm systemd drop-in passes: KUBELET_KUBECONFIG_ARGS, KUBELET_CONFIG_ARGS, the
+    /// kubeadm-flags.env line and a KUBELET_EXTRA_ARGS override.
+    #[test]
+    fn kubeadm_node_command_line_starts() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_config(dir.path(), "rotateCertificates: true\nstaticPodPath: /etc/kubernetes/manifests\n");
+        let loaded = load(args(&[
+            "--bootstrap-kubeconfig=/etc/kubernetes/bootstrap-kubelet.conf",
+            "--kubeconfig=/etc/kubernetes/kubelet.conf",
+            &format!("--config={}", path.display()),
+            "--container-runtime-endpoint=unix:///var/run/containerd/containerd.sock",
+            "--pod-infra-container-image=pause:3.10",
+            "--node-ip=10.0.0.7",
+            "--node-labels=topology.kubernetes.io/zone=a",
+            "--register-with-taints=node-role.kubernetes.io/control-plane:NoSchedule",
+            "--cloud-provider=external",
+            "--node-ip=10.0.0.8",
+            "--cgroup-driver=systemd",
+        ]))
+        .unwrap();
+        let c = &loaded.config;
+        assert_eq!(c.kubeconfig.as_deref(), Some(std::path::Path::new("/etc/kubernetes/kubelet.conf")));
+        assert_eq!(
+            c.bootstrap_kubeconfig.as_deref(),
+            Some(std::path::Path::new("/etc/kubernetes/bootstrap-kubelet.conf"))
+        );
+        assert_eq!(c.cert_dir, PathBuf::from("/var/lib/kubelet/pki"));
+        assert_eq!(c.container_runtime_endpoint, "unix:///var/run/containerd/containerd.sock");
+        assert_eq!(c.node_ip.as_deref(), Some("10.0.0.8"), "a repeated flag overrides, as with pflag");
+        assert_eq!(c.node_labels.get("topology.kubernetes.io/zone").map(String::as_str), Some("a"));
+        assert_eq!(
+            config::describe_taint(&c.register_with_taints[0]),
+            "node-role.kubernetes.io/control-plane:NoSchedule"
+        );
+        assert_eq!(c.cloud_provider, "external");
+        assert!(c.rotate_certificates);
+        assert_eq!(
+            loaded.warnings,
+            [
+                "flag --pod-infra-container-image is not supported by rkubelet and is ignored",
+                "flag --cgroup-driver is not supported by rkubelet and is ignored",
+            ]
+        );
+    }
+
+    #[test]
+    fn cluster_flags_parse_and_override_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_config(
+            dir.path(),
+            "registerNode: false\nkubeAPIQPS: 10\neventBurst: 7\nrotateCertificates: true\nproviderID: file\n\
+             registerWithTaints:\n- key: from-file\n  effect: NoSchedule\nauthentication:\n  x509:\n    clientCAFile: /file-ca.crt\n",
+        );
+        let config_arg = format!("--config={}", path.display());
+        let file_only = load(args(&[&config_arg])).unwrap().config;
+        assert!(!file_only.register_node && file_only.rotate_certificates);
+        assert_eq!((file_only.kube_api_qps, file_only.kube_api_burst, file_only.event_burst), (10, 100, 7));
+        assert_eq!(file_only.register_with_taints[0].key, "from-file");
+
+        let c = load(args(&[
+            &config_arg,
+            "--register-node",
+            "--kube-api-qps=0",
+            "--kube-api-burst",
+            "30",
+            "--event-qps=3",
+            "--rotate-certificates=false",
+            "--rotate-server-certificates",
+            "--provider-id=flag",
+            "--register-with-taints=a=b:NoExecute,c:PreferNoSchedule",
+            "--node-status-update-frequency=4s",
+            "--node-status-max-images=-1",
+            "--tls-cert-file=/pki/s.crt",
+            "--tls-private-key-file=/pki/s.key",
+            "--enable-controller-attach-detach=false",
+            "--cert-dir=/srv/pki",
+            "--anonymous-auth=false",
+            "--authorization-mode=AlwaysAllow",
+            "--authentication-token-webhook-cache-ttl=1m",
+            "--node-labels=a=1,b=2",
+            "--node-labels=c=3",
+        ]))
+        .unwrap()
+        .config;
+        assert!(c.register_node, "a bare bool flag is true and beats the file");
+        assert_eq!((c.kube_api_qps, c.kube_api_burst, c.event_record_qps, c.event_burst), (0, 30, 3, 7));
+        assert!(!c.rotate_certificates && c.server_tls_bootstrap);
+        assert_eq!(c.provider_id, "flag");
+        let taints: Vec<String> = c.register_with_taints.iter().map(config::describe_taint).collect();
+        assert_eq!(taints, ["a=b:NoExecute", "c:PreferNoSchedule"]);
+        assert_eq!(c.node_status_update_frequency, Duration::from_secs(4));
+        assert_eq!(c.node_status_max_images, -1);
+        assert_eq!((c.tls_cert_file.as_str(), c.tls_private_key_file.as_str()), ("/pki/s.crt", "/pki/s.key"));
+        assert!(!c.enable_controller_attach_detach);
+        assert_eq!(c.cert_dir, PathBuf::from("/srv/pki"));
+        assert_eq!(c.authentication["anonymous"]["enabled"], false);
+        assert_eq!(c.authentication["webhook"]["cacheTTL"], "1m0s");
+        assert_eq!(c.authentication["webhook"]["enabled"], true, "untouched nested defaults stay");
+        assert_eq!(c.authentication["x509"]["clientCAFile"], "/file-ca.crt", "the file's nested value stays");
+        assert_eq!(c.authorization["mode"], "AlwaysAllow");
+        assert_eq!(c.node_labels.len(), 3);
+    }
+
+    #[test]
+    fn config_dir_dropins_sit_between_file_and_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_config(dir.path(), "maxPods: 50\nclusterDomain: file.local\n");
+        let dropins = dir.path().join("kubelet.conf.d");
+        std::fs::create_dir(&dropins).unwrap();
+        std::fs::write(
+            dropins.join("10-max-pods.conf"),
+            "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nmaxPods: 60\nsyncFrequency: 30s\n",
+        )
+        .unwrap();
+        let c = load(args(&[
+            &format!("--config={}", path.display()),
+            &format!("--config-dir={}", dropins.display()),
+            "--sync-frequency=45s",
+        ]))
+        .unwrap()
+        .config;
+        assert_eq!(c.max_pods, 60, "drop-in beats file");
+        assert_eq!(c.cluster_domain, "file.local");
+        assert_eq!(c.sync_frequency, Duration::from_secs(45), "flag beats drop-in");
+    }
+
+    #[test]
+    fn bool_flags_follow_pflag() {
+        assert!(!load(args(&["--register-node=false"])).unwrap().config.register_node);
+        assert!(!load(args(&["--register-node=0"])).unwrap().config.register_node);
+        assert!(load(args(&["--register-node=false", "--register-node"])).unwrap().config.register_node);
+        // pflag does not take a separate value for a bool: `false` would be a positional argument.
+        let err = load(args(&["--register-node", "false"])).unwrap_err();
+        assert!(err.downcast_ref::<clap::Error>().is_some(), "{err:#}");
+        let err = load(args(&["--rotate-certificates=maybe"])).unwrap_err();
+        assert!(err.downcast_ref::<clap::Error>().unwrap().to_string().contains("invalid boolean value"), "{err:#}");
+    }
+
+    #[test]
+    fn unimplemented_upstream_flags_warn_or_refuse() {
+        let loaded = load(args(&[
+            "--fail-swap-on=false",
+            "--feature-gates",
+            "KubeletInUserNamespace=true",
+            "--container-runtime=remote",
+            "--max-pods=30",
+        ]))
+        .unwrap();
+        assert_eq!(loaded.config.max_pods, 30);
+        assert_eq!(
+            loaded.warnings,
+            [
+                "flag --fail-swap-on is not supported by rkubelet and is ignored",
+                "flag --feature-gates is not supported by rkubelet and is ignored",
+                "flag --container-runtime is not supported by rkubelet and is ignored",
+            ]
+        );
+        let err = format!("{:#}", load(args(&["--lock-file=/var/run/kubelet.lock"])).unwrap_err());
+        assert!(
+            err.starts_with(
+                "flag --lock-file=/var/run/kubelet.lock is not supported by rkubelet and cannot be ignored safely"
+            ),
+            "{err}"
+        );
+        let err = format!("{:#}", load(args(&["--container-runtime=docker"])).unwrap_err());
+        assert!(err.contains("only talks to a CRI runtime"), "{err}");
+    }
+
+    #[test]
+    fn node_flags_are_validated() {
+        let err = load(args(&["--register-with-taints=a=b"])).unwrap_err();
+        let clap_err = err.downcast_ref::<clap::Error>().expect("a clap error");
+        assert!(clap_err.to_string().contains("invalid taint spec: a=b"), "{clap_err}");
+        let err = format!("{:#}", load(args(&["--node-labels=kubernetes.io/role=master"])).unwrap_err());
+        assert!(err.contains("unknown 'kubernetes.io' or 'k8s.io' labels specified with --node-labels"), "{err}");
+        let err = format!("{:#}", load(args(&["--cloud-provider=gce"])).unwrap_err());
+        assert!(err.contains("cloud provider \"gce\" was specified"), "{err}");
+        let err = format!("{:#}", load(args(&["--kube-api-burst=-1"])).unwrap_err());
+        assert!(err.contains("kubeAPIBurst (--kube-api-burst) -1 must not be a negative number"), "{err}");
     }
 
     #[test]

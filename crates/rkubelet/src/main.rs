@@ -2,6 +2,7 @@
 //! SIGTERM/SIGINT; pods keep running when it exits.
 
 mod app;
+mod cluster;
 mod flags;
 
 use std::process::ExitCode;

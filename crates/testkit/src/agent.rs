@@ -227,8 +227,13 @@ impl Agent {
 
     /// This node's containers for a static pod's short name.
     pub async fn containers(&self, name: &str) -> Vec<api::Container> {
+        self.containers_of_pod(&self.pod_name(name)).await
+    }
+
+    /// The runtime's containers of the pod with this full name (e.g. a pod from the API server).
+    pub async fn containers_of_pod(&self, pod_name: &str) -> Vec<api::Container> {
         let filter = api::ContainerFilter {
-            label_selector: HashMap::from([("io.kubernetes.pod.name".to_string(), self.pod_name(name))]),
+            label_selector: HashMap::from([("io.kubernetes.pod.name".to_string(), pod_name.to_string())]),
             ..Default::default()
         };
         self.cri().list_containers(Some(filter)).await.unwrap_or_default()

@@ -12,13 +12,21 @@
 //! pointer fields in upstream (`healthzPort`, `resolvConf`, `registryPullQPS`, …) keep an explicit
 //! zero. Flags are applied last and always win, as upstream re-parses the flags over the file.
 
+mod dropin;
 mod duration;
+mod node;
+pub mod unsupported;
 
+pub use dropin::load_dropin_dir;
 pub use duration::{DurationError, format_duration, parse_duration, serde_go_duration};
+pub use node::{describe_taint, parse_node_labels_into, parse_taints, validate_node_labels};
+
+use std::collections::BTreeMap;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use k8s_openapi::api::core::v1::Taint;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -46,6 +54,16 @@ pub enum ConfigError {
     WrongType { path: PathBuf, field: &'static str, found: Option<String>, expected: &'static str },
     #[error("kubelet config file {path}: invalid value for {field}: {reason}")]
     Field { path: PathBuf, field: &'static str, reason: String },
+    /// A field rkubelet does not implement, set to a value that would be unsafe to ignore.
+    #[error("kubelet config file {path}: {field} {value} is not supported by rkubelet: {reason}")]
+    Refused { path: PathBuf, field: String, value: String, reason: &'static str },
+    /// A `--config-dir` drop-in directory could not be listed.
+    #[error("failed to read kubelet config drop-in directory {path}: {source}")]
+    ReadDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     /// The resolved configuration failed validation; one message per problem.
     #[error("invalid configuration: {}", .0.join("; "))]
     Invalid(Vec<String>),
@@ -126,7 +144,7 @@ macro_rules! int_field_value {
         }
     )*};
 }
-int_field_value!(u16, u32, i64);
+int_field_value!(u16, u32, i32, i64);
 
 impl FieldValue for Vec<String> {
     fn from_json(v: &Value) -> Result<Self, String> {
@@ -138,6 +156,23 @@ impl FieldValue for Vec<String> {
     }
     fn to_json(&self) -> Value {
         Value::Array(self.iter().cloned().map(Value::String).collect())
+    }
+    fn is_go_zero(&self) -> bool {
+        self.is_empty()
+    }
+}
+
+/// `registerWithTaints`: a list of core/v1 Taint objects.
+impl FieldValue for Vec<Taint> {
+    fn from_json(v: &Value) -> Result<Self, String> {
+        match v {
+            Value::Null => Ok(Vec::new()),
+            Value::Array(_) => serde_json::from_value(v.clone()).map_err(|e| format!("expected a list of taints: {e}")),
+            other => Err(format!("expected a list of taints, got {}", describe(other))),
+        }
+    }
+    fn to_json(&self) -> Value {
+        serde_json::to_value(self).unwrap_or(Value::Null)
     }
     fn is_go_zero(&self) -> bool {
         self.is_empty()
@@ -266,19 +301,29 @@ macro_rules! kubelet_configuration {
                     .collect();
                 Ok((out, unknown))
             }
+
+            /// This file with the fields `over` sets laid on top (a `--config-dir` drop-in over
+            /// the `--config` file). Values that count as unset (Go zero values of plain fields)
+            /// do not override, as for a single file.
+            pub fn overlay(self, over: Self) -> Self {
+                Self {
+                    $( $field: match (over.$field.filter(|v| GoField::$go == GoField::Ptr || !v.is_go_zero()), self.$field) {
+                        (Some(up), Some(low)) => Some(up.layer(&low)),
+                        (up, low) => up.or(low),
+                    }, )*
+                }
+            }
         }
 
         impl KubeletConfiguration {
-            /// Applies precedence flag > file > default to every file-backed field. Runtime-only
-            /// fields get their defaults; the caller sets them from flags.
-            pub fn resolve(file: KubeletConfigFile, flags: KubeletConfigFile) -> Self {
+            /// flag > file > default for every file-backed field; runtime-only fields get their
+            /// defaults.
+            fn resolve_fields(file: KubeletConfigFile, flags: KubeletConfigFile) -> Self {
                 let defaults = Self::default();
-                let mut out = Self {
+                Self {
                     $( $field: resolve_field(flags.$field, file.$field, defaults.$field, GoField::$go), )*
                     $( $rfield: defaults.$rfield, )*
-                };
-                out.normalize();
-                out
+                }
             }
 
             fn to_object(&self) -> Map<String, Value> {
@@ -353,10 +398,52 @@ kubelet_configuration! {
         }), Value;
         /// How the kubelet sets up hairpin NAT: "promiscuous-bridge", "hairpin-veth" or "none".
         "hairpinMode" => hairpin_mode: String = "promiscuous-bridge".to_owned(), Value;
-        /// How often the node status is computed and posted.
+        /// How often the kubelet computes node status (and posts it when it changed).
+        /// `--node-status-update-frequency`, default 10s.
         "nodeStatusUpdateFrequency" => node_status_update_frequency: Duration = Duration::from_secs(10), Value;
+        /// How often the kubelet posts node status when it did not change; a change is posted at
+        /// once. Default 5m, or `nodeStatusUpdateFrequency` when the file sets that explicitly
+        /// (backward compatibility, see [`KubeletConfiguration::resolve`]). No flag.
+        "nodeStatusReportFrequency" => node_status_report_frequency: Duration = Duration::from_secs(300), Value;
         /// Duration of the node lease, in seconds.
         "nodeLeaseDurationSeconds" => node_lease_duration_seconds: u32 = 40, Value;
+        /// Maximum number of images reported in `Node.Status.Images`; -1 means no cap.
+        /// `--node-status-max-images`.
+        "nodeStatusMaxImages" => node_status_max_images: i32 = 50, Ptr;
+        /// Register the node with the API server (only with `--kubeconfig`). `--register-node`.
+        "registerNode" => register_node: bool = true, Ptr;
+        /// Taints the node registers with; no-op if registerNode is false.
+        /// `--register-with-taints` (`<key>=<value>:<effect>,…`).
+        "registerWithTaints" => register_with_taints: Vec<Taint> = Vec::new(), Value;
+        /// Unique identifier of the node in a machine database (cloud provider). `--provider-id`.
+        "providerID" => provider_id: String = String::new(), Value;
+        /// QPS towards the API server, except events and node heartbeats; must be >= 0.
+        /// `--kube-api-qps`.
+        "kubeAPIQPS" => kube_api_qps: i32 = 50, Ptr;
+        /// Burst towards the API server; must be >= 0. `--kube-api-burst`.
+        "kubeAPIBurst" => kube_api_burst: i32 = 100, Value;
+        /// Event creations per second; must be >= 0; 0 means client-go's default (5).
+        /// `--event-qps`.
+        "eventRecordQPS" => event_record_qps: i32 = 50, Ptr;
+        /// Event burst; must be >= 0; 0 means client-go's default (10). `--event-burst`.
+        "eventBurst" => event_burst: i32 = 100, Value;
+        /// Request a new client certificate from the API server as the current one nears its
+        /// expiration. `--rotate-certificates`.
+        "rotateCertificates" => rotate_certificates: bool = false, Value;
+        /// Request the serving certificate from the API server (CSR, signer
+        /// `kubernetes.io/kubelet-serving`) instead of self-signing. `--rotate-server-certificates`.
+        "serverTLSBootstrap" => server_tls_bootstrap: bool = false, Value;
+        /// x509 certificate for the kubelet server (intermediates after it). `--tls-cert-file`.
+        "tlsCertFile" => tls_cert_file: String = String::new(), Value;
+        /// Private key matching `tlsCertFile`. `--tls-private-key-file`.
+        "tlsPrivateKeyFile" => tls_private_key_file: String = String::new(), Value;
+        /// How the ConfigMap and Secret managers notice changes: "Get", "Cache" or "Watch".
+        "configMapAndSecretChangeDetectionStrategy" => config_map_and_secret_change_detection_strategy: String =
+            "Watch".to_owned(), Value;
+        /// Volumes are attached/detached by the attach/detach controller, not the kubelet
+        /// (announced with the node annotation `volumes.kubernetes.io/controller-managed-attach-detach`).
+        /// `--enable-controller-attach-detach`.
+        "enableControllerAttachDetach" => enable_controller_attach_detach: bool = true, Ptr;
     }
     runtime {
         /// Directory for the kubelet's own files (volume mounts, checkpoints, …). `--root-dir`.
@@ -367,16 +454,44 @@ kubelet_configuration! {
         node_ip: Option<String> = None;
         /// Log verbosity (`-v`).
         verbosity: u8 = 0;
+        /// How to connect to the API server; `None` is standalone mode. `--kubeconfig`.
+        kubeconfig: Option<PathBuf> = None;
+        /// Credentials to request a client certificate with when `--kubeconfig` does not exist
+        /// or holds no valid certificate. `--bootstrap-kubeconfig`.
+        bootstrap_kubeconfig: Option<PathBuf> = None;
+        /// Where the client (and self-signed serving) certificates live. `--cert-dir`.
+        cert_dir: PathBuf = PathBuf::from("/var/lib/kubelet/pki");
+        /// Labels added when registering the node. `--node-labels`.
+        node_labels: BTreeMap<String, String> = BTreeMap::new();
+        /// "" (none) or "external" (a cloud controller manager initializes the node: register
+        /// with the `node.cloudprovider.kubernetes.io/uninitialized` taint). `--cloud-provider`.
+        cloud_provider: String = String::new();
     }
 }
 
 impl KubeletConfiguration {
-    /// Upstream's defaulting rules that are not "zero means unset".
-    fn normalize(&mut self) {
-        // "default nil or negative value to -1 (implies node allocatable pid limit)"
-        if self.pod_pids_limit < 0 {
-            self.pod_pids_limit = -1;
+    /// Applies precedence flag > file > default to every file-backed field, then upstream's
+    /// defaulting rules that are not "zero means unset". Runtime-only fields get their defaults;
+    /// the caller sets them from flags.
+    pub fn resolve(file: KubeletConfigFile, flags: KubeletConfigFile) -> Self {
+        // Upstream defaults the file before the flags are applied, so only the file's
+        // nodeStatusUpdateFrequency stands in for an unset nodeStatusReportFrequency.
+        let report_default = file
+            .node_status_report_frequency
+            .filter(|d| !d.is_zero())
+            .is_none()
+            .then_some(file.node_status_update_frequency)
+            .flatten()
+            .filter(|d| !d.is_zero());
+        let mut out = Self::resolve_fields(file, flags);
+        if let Some(update) = report_default {
+            out.node_status_report_frequency = update;
         }
+        // "default nil or negative value to -1 (implies node allocatable pid limit)"
+        if out.pod_pids_limit < 0 {
+            out.pod_pids_limit = -1;
+        }
+        out
     }
 
     /// The static pod path, `None` when the file source is disabled.
@@ -423,6 +538,52 @@ impl KubeletConfiguration {
                 self.hairpin_mode
             ));
         }
+        for (name, flag, value) in [
+            ("kubeAPIQPS", "--kube-api-qps", self.kube_api_qps),
+            ("kubeAPIBurst", "--kube-api-burst", self.kube_api_burst),
+            ("eventRecordQPS", "--event-qps", self.event_record_qps),
+            ("eventBurst", "--event-burst", self.event_burst),
+        ] {
+            if value < 0 {
+                errs.push(format!("{name} ({flag}) {value} must not be a negative number"));
+            }
+        }
+        if self.node_status_max_images < -1 {
+            errs.push(format!(
+                "nodeStatusMaxImages (--node-status-max-images) {} must be -1 or greater",
+                self.node_status_max_images
+            ));
+        }
+        errs.extend(node::validate_taints(&self.register_with_taints));
+        if !matches!(self.config_map_and_secret_change_detection_strategy.as_str(), "Get" | "Cache" | "Watch") {
+            errs.push(format!(
+                "configMapAndSecretChangeDetectionStrategy {:?} must be one of \"Get\", \"Cache\", \"Watch\"",
+                self.config_map_and_secret_change_detection_strategy
+            ));
+        }
+        if self.tls_cert_file.is_empty() != self.tls_private_key_file.is_empty() {
+            errs.push(
+                "tlsCertFile (--tls-cert-file) and tlsPrivateKeyFile (--tls-private-key-file) must be set together"
+                    .to_owned(),
+            );
+        }
+        match self.authorization.get("mode").and_then(Value::as_str) {
+            Some("AlwaysAllow" | "Webhook") => {}
+            other => errs.push(format!(
+                "authorization.mode (--authorization-mode) {} must be \"AlwaysAllow\" or \"Webhook\"",
+                other.map_or_else(|| "(unset)".to_owned(), |m| format!("{m:?}"))
+            )),
+        }
+        if let Err(e) = node::validate_node_labels(&self.node_labels) {
+            errs.push(e);
+        }
+        if !matches!(self.cloud_provider.as_str(), "" | "external") {
+            errs.push(format!(
+                "cloud provider {:?} was specified, but built-in cloud providers are not supported; \
+                 set --cloud-provider=external and run an external cloud controller manager",
+                self.cloud_provider
+            ));
+        }
         if errs.is_empty() { Ok(()) } else { Err(ConfigError::Invalid(errs)) }
     }
 }
@@ -445,8 +606,10 @@ impl<'de> Deserialize<'de> for KubeletConfiguration {
 }
 
 /// Loads a kubelet config file (YAML or JSON). Returns only the values the file sets, and one
-/// warning per field rkubelet does not implement (those are ignored, never an error: upstream
-/// itself falls back to lenient decoding with a warning). Relative paths in `staticPodPath`,
+/// warning per field rkubelet does not implement that sets something (a Go zero value such as
+/// kubeadm's `cpuManagerReconcilePeriod: 0s` sets nothing). Unimplemented fields are ignored, as
+/// upstream's lenient decoding does, except the few whose ignoring would be unsafe
+/// ([`ConfigError::Refused`], see [`unsupported`]). Relative paths in `staticPodPath`,
 /// `resolvConf` and `podLogsDir` are resolved against the file's directory, as upstream does.
 pub fn load_file(path: impl AsRef<Path>) -> Result<(KubeletConfigFile, Vec<String>), ConfigError> {
     let path = path.as_ref();
@@ -479,10 +642,7 @@ fn parse_file(data: &[u8], path: &Path) -> Result<(KubeletConfigFile, Vec<String
         }
     }
     let (mut file, unknown) = KubeletConfigFile::from_object(&map, path)?;
-    let warnings = unknown
-        .iter()
-        .map(|field| format!("unsupported KubeletConfiguration field {field:?} in {} is ignored", path.display()))
-        .collect();
+    let warnings = unsupported::check_unknown(&map, &unknown, path)?;
     if let Some(dir) = path.parent() {
         for p in [&mut file.static_pod_path, &mut file.resolv_conf, &mut file.pod_logs_dir].into_iter().flatten() {
             if !p.is_empty() && Path::new(p.as_str()).is_relative() {
@@ -595,6 +755,17 @@ volumeStatsAggPeriod: 0s
         assert_eq!(c.hairpin_mode, "promiscuous-bridge");
         assert_eq!(c.node_status_update_frequency, Duration::from_secs(10));
         assert_eq!(c.node_lease_duration_seconds, 40);
+        assert_eq!(c.node_status_report_frequency, Duration::from_secs(300));
+        assert_eq!(c.node_status_max_images, 50);
+        assert!(c.register_node && c.register_with_taints.is_empty());
+        assert_eq!((c.kube_api_qps, c.kube_api_burst, c.event_record_qps, c.event_burst), (50, 100, 50, 100));
+        assert!(!c.rotate_certificates && !c.server_tls_bootstrap);
+        assert_eq!(c.config_map_and_secret_change_detection_strategy, "Watch");
+        assert!(c.enable_controller_attach_detach);
+        assert_eq!((c.provider_id.as_str(), c.tls_cert_file.as_str(), c.tls_private_key_file.as_str()), ("", "", ""));
+        assert_eq!((c.kubeconfig.as_deref(), c.bootstrap_kubeconfig.as_deref()), (None, None));
+        assert_eq!(c.cert_dir, PathBuf::from("/var/lib/kubelet/pki"));
+        assert!(c.node_labels.is_empty() && c.cloud_provider.is_empty());
         assert_eq!(c.root_dir, PathBuf::from("/var/lib/kubelet"));
         assert_eq!((c.hostname_override.as_deref(), c.node_ip.as_deref(), c.verbosity), (None, None, 0));
         assert_eq!(c.authorization["mode"], "Webhook");
@@ -641,24 +812,18 @@ volumeStatsAggPeriod: 0s
     #[test]
     fn kubeadm_config_loads_with_one_warning_per_unsupported_field() {
         let (file, warnings) = parse(KUBEADM_CONFIG).unwrap();
-        let unsupported = [
-            "cgroupDriver",
-            "cpuManagerReconcilePeriod",
-            "evictionPressureTransitionPeriod",
-            "httpCheckFrequency",
-            "imageMaximumGCAge",
-            "imageMinimumGCAge",
-            "logging",
-            "memorySwap",
-            "nodeStatusReportFrequency",
-            "rotateCertificates",
-            "shutdownGracePeriod",
-            "shutdownGracePeriodCriticalPods",
-            "streamingConnectionIdleTimeout",
-            "volumeStatsAggPeriod",
-        ];
-        assert_eq!(warnings.len(), unsupported.len(), "{warnings:#?}");
-        for field in unsupported {
+        // kubeadm's `0s`, `0` and `{}` values are Go zero values: they set nothing, so only the
+        // fields that do set something are reported.
+        assert_eq!(
+            warnings,
+            vec!["unsupported KubeletConfiguration field \"cgroupDriver\" in /etc/kubernetes/kubelet.yaml is ignored"]
+        );
+        let with_values = KUBEADM_CONFIG
+            .replace("shutdownGracePeriod: 0s", "shutdownGracePeriod: 30s")
+            .replace("memorySwap: {}", "memorySwap:\n  swapBehavior: LimitedSwap");
+        let (_, warnings) = parse(&with_values).unwrap();
+        assert_eq!(warnings.len(), 3, "{warnings:#?}");
+        for field in ["cgroupDriver", "shutdownGracePeriod", "memorySwap"] {
             let expected = format!(
                 "unsupported KubeletConfiguration field \"{field}\" in /etc/kubernetes/kubelet.yaml is ignored"
             );
@@ -678,6 +843,9 @@ volumeStatsAggPeriod: 0s
         assert_eq!(c.authentication["x509"]["clientCAFile"], "/etc/kubernetes/pki/ca.crt");
         assert_eq!(c.authentication["webhook"]["cacheTTL"], "2m0s");
         assert_eq!(c.authorization["webhook"]["cacheUnauthorizedTTL"], "30s");
+        assert!(c.rotate_certificates);
+        assert_eq!(c.node_status_update_frequency, Duration::from_secs(10));
+        assert_eq!(c.node_status_report_frequency, Duration::from_secs(300));
         assert!(c.validate().is_ok());
     }
 
@@ -750,6 +918,93 @@ volumeStatsAggPeriod: 0s
         assert!(err.contains("fileCheckFrequency (--file-check-frequency) 0s must be greater than zero"), "{err}");
         assert!(err.contains("clusterDNS[1] (--cluster-dns) \"not-an-ip\" is not a valid IP"), "{err}");
         assert!(err.contains("hairpinMode"), "{err}");
+    }
+
+    #[test]
+    fn cluster_fields_load_from_a_file() {
+        let (file, warnings) = parse(
+            "kind: KubeletConfiguration\napiVersion: kubelet.config.k8s.io/v1beta1\n\
+             registerNode: false\nregisterWithTaints:\n- key: dedicated\n  value: gpu\n  effect: NoSchedule\n\
+             kubeAPIQPS: 0\nkubeAPIBurst: 0\neventRecordQPS: 0\neventBurst: 20\nnodeStatusMaxImages: -1\n\
+             rotateCertificates: true\nserverTLSBootstrap: true\nproviderID: aws:///zone/i-1\n\
+             tlsCertFile: /pki/kubelet.crt\ntlsPrivateKeyFile: /pki/kubelet.key\n\
+             configMapAndSecretChangeDetectionStrategy: Cache\nenableControllerAttachDetach: false\n\
+             staticPodURL: http://config.example/pods\n",
+        )
+        .unwrap();
+        assert_eq!(
+            warnings,
+            vec!["unsupported KubeletConfiguration field \"staticPodURL\" in /etc/kubernetes/kubelet.yaml is ignored"]
+        );
+        let c = KubeletConfiguration::resolve(file, KubeletConfigFile::default());
+        assert!(!c.register_node, "an explicit false of a pointer field is kept");
+        assert_eq!(c.register_with_taints.len(), 1);
+        assert_eq!(node::describe_taint(&c.register_with_taints[0]), "dedicated=gpu:NoSchedule");
+        assert_eq!(c.kube_api_qps, 0, "kubeAPIQPS is a pointer: 0 is kept");
+        assert_eq!(c.kube_api_burst, 100, "kubeAPIBurst is a value: 0 means the default");
+        assert_eq!((c.event_record_qps, c.event_burst, c.node_status_max_images), (0, 20, -1));
+        assert!(c.rotate_certificates && c.server_tls_bootstrap && !c.enable_controller_attach_detach);
+        assert_eq!(c.provider_id, "aws:///zone/i-1");
+        assert_eq!(
+            (c.tls_cert_file.as_str(), c.tls_private_key_file.as_str()),
+            ("/pki/kubelet.crt", "/pki/kubelet.key")
+        );
+        assert_eq!(c.config_map_and_secret_change_detection_strategy, "Cache");
+        assert!(c.validate().is_ok());
+        let v = serde_json::to_value(&c).unwrap();
+        assert_eq!(v["registerWithTaints"][0]["effect"], "NoSchedule");
+        assert_eq!(v["kubeAPIQPS"], 0);
+    }
+
+    #[test]
+    fn node_status_report_frequency_defaults_to_an_explicit_update_frequency() {
+        let head = "kind: KubeletConfiguration\napiVersion: kubelet.config.k8s.io/v1beta1\n";
+        let resolve = |body: &str, flags: KubeletConfigFile| {
+            let (file, _) = parse(&format!("{head}{body}")).unwrap();
+            KubeletConfiguration::resolve(file, flags)
+        };
+        let c = resolve("nodeStatusUpdateFrequency: 20s\n", KubeletConfigFile::default());
+        assert_eq!(c.node_status_report_frequency, Duration::from_secs(20));
+        let c =
+            resolve("nodeStatusUpdateFrequency: 20s\nnodeStatusReportFrequency: 1m\n", KubeletConfigFile::default());
+        assert_eq!(c.node_status_report_frequency, Duration::from_secs(60));
+        let c =
+            resolve("nodeStatusUpdateFrequency: 20s\nnodeStatusReportFrequency: 0s\n", KubeletConfigFile::default());
+        assert_eq!(c.node_status_report_frequency, Duration::from_secs(20));
+        // The flag is applied after upstream's defaulting, so it does not move the report period.
+        let flags =
+            KubeletConfigFile { node_status_update_frequency: Some(Duration::from_secs(4)), ..Default::default() };
+        let c = resolve("", flags);
+        assert_eq!(c.node_status_update_frequency, Duration::from_secs(4));
+        assert_eq!(c.node_status_report_frequency, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn cluster_settings_are_validated() {
+        let c = KubeletConfiguration {
+            kube_api_qps: -1,
+            event_burst: -2,
+            node_status_max_images: -2,
+            config_map_and_secret_change_detection_strategy: "Poll".into(),
+            tls_cert_file: "/pki/kubelet.crt".into(),
+            cloud_provider: "aws".into(),
+            node_labels: [("node-role.kubernetes.io/worker".to_owned(), String::new())].into_iter().collect(),
+            register_with_taints: vec![Taint { key: "a".into(), effect: "Never".into(), ..Default::default() }],
+            ..Default::default()
+        };
+        let err = c.validate().unwrap_err().to_string();
+        for want in [
+            "kubeAPIQPS (--kube-api-qps) -1 must not be a negative number",
+            "eventBurst (--event-burst) -2 must not be a negative number",
+            "nodeStatusMaxImages (--node-status-max-images) -2 must be -1 or greater",
+            "configMapAndSecretChangeDetectionStrategy \"Poll\" must be one of",
+            "tlsCertFile (--tls-cert-file) and tlsPrivateKeyFile (--tls-private-key-file) must be set together",
+            "cloud provider \"aws\" was specified",
+            "unknown 'kubernetes.io' or 'k8s.io' labels specified with --node-labels",
+            "registerWithTaints[0].effect \"Never\"",
+        ] {
+            assert!(err.contains(want), "missing {want:?} in {err}");
+        }
     }
 
     #[test]

@@ -15,6 +15,8 @@ use k8s_openapi::api::core::v1::Pod;
 
 /// `kubernetes.io/config.source` value of pods read from manifest files.
 pub const FILE_SOURCE: &str = "file";
+/// `kubernetes.io/config.source` value of pods from the API server.
+pub const API_SOURCE: &str = "api";
 /// Annotations upstream puts on every pod from a non-API source.
 pub const CONFIG_SOURCE_ANNOTATION: &str = "kubernetes.io/config.source";
 pub const CONFIG_HASH_ANNOTATION: &str = "kubernetes.io/config.hash";
