@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::events::pod_key;
 use crate::source::is_static_pod;
+use crate::status::merge_with_api_status;
 use crate::status_manager::{Entry, StatusManager};
 
 /// Upstream `syncPeriod` of the status manager.
@@ -72,7 +73,8 @@ impl StatusSyncer {
 
     async fn write(&self, uid: &str, e: &Entry, api_pod: &Pod) -> bool {
         let old = api_pod.status.clone().unwrap_or_default();
-        let ok = match self.writer.patch_status(api_pod, &old, &e.status).await {
+        let new = merge_with_api_status(&e.status, &old);
+        let ok = match self.writer.patch_status(api_pod, &old, &new).await {
             Ok(sent) => {
                 if sent {
                     tracing::debug!(pod = %pod_key(&e.pod), pod_uid = %uid, "status patched");

@@ -187,7 +187,11 @@ pub async fn run(cfg: KubeletConfiguration) -> anyhow::Result<()> {
     };
     let dirs = PodDirs::new(root_dir.clone());
     let mounter: Arc<dyn sys::Mounter> = Arc::new(sys::RealMounter::new());
-    let volumes = Arc::new(VolumeManager::new(dirs.clone(), mounter));
+    let mut volumes = VolumeManager::new(dirs.clone(), mounter);
+    if let Some(c) = &cluster {
+        volumes = volumes.with_objects(Arc::new(api::objects::ApiObjects::new(c.client.clone())));
+    }
+    let volumes = Arc::new(volumes);
     let settings = RuntimeSettings {
         node_name: node.clone(),
         host_ips: node_ips.clone(),

@@ -519,6 +519,8 @@ mod tests {
         assert_eq!(c.node_ip.as_deref(), Some("10.0.0.5"));
         assert_eq!(c.verbosity, 4);
         assert_eq!(load(args(&["--v=2"])).unwrap().config.verbosity, 2);
+        assert_eq!(load(args(&["-v=3"])).unwrap().config.verbosity, 3);
+        assert_eq!(load(args(&["-v4"])).unwrap().config.verbosity, 4);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! Everything here is synchronous; async callers wrap calls in `spawn_blocking`. Every error
 //! names the path it concerns and the cause.
 
+pub mod atomic_writer;
 mod error;
 pub mod fs;
 pub mod host;

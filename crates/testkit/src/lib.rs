@@ -6,6 +6,8 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 pub mod agent;
+pub mod apiserver;
+pub mod cluster;
 pub mod env;
 pub mod wait;
 

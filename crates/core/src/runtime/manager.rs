@@ -17,7 +17,7 @@ use crate::events::{EventRecorder, EventType, pod_event, pod_key};
 use crate::pod_dirs::PodDirs;
 use crate::runtime::actions::compute_pod_actions;
 use crate::runtime::backoff::{Backoff, go_duration};
-use crate::runtime::container_config::{EnvContext, generate_container_config, make_env};
+use crate::runtime::container_config::{EnvContext, fetch_env_objects, generate_container_config, make_env};
 use crate::runtime::images::ImageManager;
 use crate::runtime::labels::{self, uid_of};
 use crate::runtime::sandbox::{RuntimeSettings, generate_sandbox_config, pod_hostname, pod_logs_dir};
@@ -189,12 +189,15 @@ impl RuntimeManager {
             }
         }
 
-        if let Err(e) = self.volumes.setup_pod_volumes(pod).await {
-            let msg = e.to_string();
-            self.recorder.record(pod_event(pod, EventType::Warning, "FailedMount", msg.clone()));
-            result.error = Some(msg);
-            result.requeue(Some(FAILURE_REQUEUE));
-            return result;
+        match self.volumes.setup_pod_volumes(pod).await {
+            // Come back when a projected token is due for a refresh.
+            Ok(setup) => result.requeue(setup.requeue_after()),
+            Err(e) => {
+                self.recorder.record(pod_event(pod, EventType::Warning, "FailedMount", e.event_message()));
+                result.error = Some(e.to_string());
+                result.requeue(Some(FAILURE_REQUEUE));
+                return result;
+            }
         }
 
         let (sandbox_config, dns_events) = generate_sandbox_config(pod, actions.attempt, &self.settings);
@@ -216,7 +219,12 @@ impl RuntimeManager {
                 }
             }
         }
-        let ctx = EnvContext { pod_ips, host_ips: Vec::new(), node_name: self.settings.node_name.clone() };
+        let ctx = EnvContext {
+            pod_ips,
+            host_ips: Vec::new(),
+            node_name: self.settings.node_name.clone(),
+            node_allocatable: self.volumes.node_allocatable().clone(),
+        };
         let Some(spec) = pod.spec.as_ref() else { return result };
 
         if let Some(i) = actions.next_init_container
@@ -340,7 +348,8 @@ impl RuntimeManager {
             Ok(p) => p,
             Err(e) => return config_error(result, CREATE_CONTAINER_CONFIG_ERROR, e.to_string()),
         };
-        let env = match make_env(pod, c, ctx) {
+        let env_objects = fetch_env_objects(self.volumes.objects(), pod, c).await;
+        let env = match env_objects.and_then(|o| make_env(pod, c, ctx, &o)) {
             Ok(env) => env,
             Err(e) => return config_error(result, CREATE_CONTAINER_CONFIG_ERROR, e.0),
         };

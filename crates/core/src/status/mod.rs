@@ -291,6 +291,27 @@ pub fn is_terminal(phase: Option<&str>) -> bool {
     matches!(phase, Some(phases::SUCCEEDED) | Some(phases::FAILED))
 }
 
+/// Upstream's `mergePodStatus` at write time: conditions the kubelet does not own are taken from
+/// the API's current status (another writer may have set them after the pod's spec reached the
+/// worker), so a status write never removes them; DisruptionTarget stays the kubelet's when set.
+pub fn merge_with_api_status(new: &PodStatus, api: &PodStatus) -> PodStatus {
+    let mut out = new.clone();
+    let mut conds: Vec<PodCondition> = new
+        .conditions
+        .iter()
+        .flatten()
+        .filter(|c| condition_owned_by_kubelet(&c.type_) || c.type_ == condition_types::DISRUPTION_TARGET)
+        .cloned()
+        .collect();
+    for c in api.conditions.iter().flatten() {
+        if !condition_owned_by_kubelet(&c.type_) && !conds.iter().any(|k| k.type_ == c.type_) {
+            conds.push(c.clone());
+        }
+    }
+    out.conditions = (!conds.is_empty()).then_some(conds);
+    out
+}
+
 /// Upstream's `PodConditionByKubelet` (with PodReadyToStartContainersCondition enabled).
 fn condition_owned_by_kubelet(t: &str) -> bool {
     matches!(

@@ -807,3 +807,24 @@ fn disruption_target_copied_from_old() {
     let s = run(&p, &runtime(vec![], vec![]), &opts);
     assert_eq!(s.conditions.as_ref().unwrap().first(), Some(&dt));
 }
+
+#[test]
+fn status_write_keeps_conditions_set_by_others_after_the_spec_was_read() {
+    let c = |t: &str, st: &str| PodCondition { type_: t.into(), status: st.into(), ..Default::default() };
+    // The kubelet computed its status from a pod read before another writer added a gate.
+    let new = PodStatus { conditions: Some(vec![c("Ready", "True"), c("PodScheduled", "True")]), ..Default::default() };
+    let api = PodStatus {
+        conditions: Some(vec![c("PodScheduled", "True"), c("Ready", "False"), c("example.com/Gate", "True")]),
+        ..Default::default()
+    };
+    let merged = crate::status::merge_with_api_status(&new, &api);
+    let types: Vec<(String, String)> = merged.conditions.unwrap().into_iter().map(|c| (c.type_, c.status)).collect();
+    assert_eq!(
+        types,
+        [
+            ("Ready".into(), "True".into()),
+            ("PodScheduled".into(), "True".into()),
+            ("example.com/Gate".into(), "True".into())
+        ]
+    );
+}

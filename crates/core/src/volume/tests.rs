@@ -2,12 +2,16 @@
 
 use std::os::unix::fs::PermissionsExt;
 
-use k8s_openapi::api::core::v1::{ConfigMapVolumeSource, PodSpec};
+use k8s_openapi::api::core::v1::PodSpec;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use sys::{FakeMounter, MountCall};
 
 use super::*;
+use crate::volume::mounts::expand_sub_path_expr;
+use cri::api::MountPropagation;
+use k8s_openapi::api::core::v1::{Container, NFSVolumeSource, VolumeMount};
+use std::path::{Path, PathBuf};
 
 const UID: &str = "uid-1";
 
@@ -138,10 +142,11 @@ async fn empty_dir_errors() {
 #[tokio::test]
 async fn unsupported_volume_fails_before_anything_is_created() {
     let e = env();
-    let cm = Volume { name: "cfg".into(), config_map: Some(ConfigMapVolumeSource::default()), ..Default::default() };
-    let err = e.vm.setup_pod_volumes(&pod(vec![empty_dir("a", None, None), cm], vec![])).await.unwrap_err();
-    assert!(matches!(&err, VolumeError::Unsupported { volume, kind: "configMap", .. } if volume == "cfg"));
-    assert_eq!(err.to_string(), "pod prod/web: volume \"cfg\": configMap volumes are not supported yet");
+    let nfs = Volume { name: "share".into(), nfs: Some(NFSVolumeSource::default()), ..Default::default() };
+    let err = e.vm.setup_pod_volumes(&pod(vec![empty_dir("a", None, None), nfs], vec![])).await.unwrap_err();
+    assert!(matches!(&err, VolumeError::Unsupported { volume, kind: "nfs", .. } if volume == "share"));
+    assert_eq!(err.to_string(), "pod prod/web: volume \"share\": nfs volumes are not supported yet");
+    assert_eq!(err.event_message(), err.to_string());
     assert!(!e.dirs.pod_dir(UID).exists());
 }
 
@@ -258,9 +263,9 @@ async fn container_mounts_errors() {
     let m = e.vm.container_mounts(&p, &container(vec![rro]), None).unwrap();
     assert!(m[0].readonly && !m[0].recursive_read_only);
 
-    let cm = Volume { name: "cfg".into(), config_map: Some(ConfigMapVolumeSource::default()), ..Default::default() };
-    let p2 = pod(vec![cm], vec![]);
-    let err = e.vm.container_mounts(&p2, &container(vec![mount("cfg", "/cfg")]), None).unwrap_err();
+    let nfs = Volume { name: "share".into(), nfs: Some(NFSVolumeSource::default()), ..Default::default() };
+    let p2 = pod(vec![nfs], vec![]);
+    let err = e.vm.container_mounts(&p2, &container(vec![mount("share", "/share")]), None).unwrap_err();
     assert!(matches!(err, VolumeError::Unsupported { .. }));
 }
 
