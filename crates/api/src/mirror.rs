@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use kube::api::{Api, DeleteParams, PostParams, Preconditions};
+use kube::api::{Api, PostParams};
 
 use crate::pods::MIRROR_ANNOTATION;
 
@@ -72,17 +72,7 @@ impl MirrorClient for KubeMirrorClient {
     }
 
     async fn delete_mirror_pod(&self, namespace: &str, name: &str, uid: Option<&str>) -> Result<(), kube::Error> {
-        let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
-        let dp = DeleteParams {
-            grace_period_seconds: Some(0),
-            preconditions: uid.map(|u| Preconditions { uid: Some(u.to_string()), resource_version: None }),
-            ..DeleteParams::default()
-        };
-        match api.delete(name, &dp).await {
-            Ok(_) => Ok(()),
-            Err(kube::Error::Api(ae)) if ae.code == 404 => Ok(()),
-            Err(e) => Err(e),
-        }
+        crate::status::delete_now(&self.client, namespace, name, uid).await
     }
 }
 

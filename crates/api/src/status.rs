@@ -46,17 +46,28 @@ impl PodStatusWriter for KubePodWriter {
     }
 
     async fn delete_pod(&self, namespace: &str, name: &str, uid: &str) -> Result<(), kube::Error> {
-        let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
-        let dp = DeleteParams {
-            grace_period_seconds: Some(0),
-            preconditions: Some(Preconditions { uid: Some(uid.to_string()), resource_version: None }),
-            ..DeleteParams::default()
-        };
-        match api.delete(name, &dp).await {
-            Ok(_) => Ok(()),
-            Err(kube::Error::Api(ae)) if ae.code == 404 => Ok(()),
-            Err(e) => Err(e),
-        }
+        delete_now(&self.client, namespace, name, Some(uid)).await
+    }
+}
+
+/// Deletes a pod with grace 0, only the object with `uid` when given; a missing pod is success.
+/// Used for terminated pods and for mirror pods.
+pub async fn delete_now(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    uid: Option<&str>,
+) -> Result<(), kube::Error> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let dp = DeleteParams {
+        grace_period_seconds: Some(0),
+        preconditions: uid.map(|u| Preconditions { uid: Some(u.to_string()), resource_version: None }),
+        ..DeleteParams::default()
+    };
+    match api.delete(name, &dp).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(ae)) if ae.code == 404 => Ok(()),
+        Err(e) => Err(e),
     }
 }
 

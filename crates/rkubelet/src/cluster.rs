@@ -117,8 +117,9 @@ pub async fn start(
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Cluster> {
     let opts = ClientOptions {
-        qps: f64::from(cfg.kube_api_qps.max(0)),
-        burst: u32::try_from(cfg.kube_api_burst).unwrap_or(0),
+        // Upstream: 0 means client-go's defaults (5 QPS, burst 10), not unlimited.
+        qps: f64::from(if cfg.kube_api_qps <= 0 { 5 } else { cfg.kube_api_qps }),
+        burst: u32::try_from(cfg.kube_api_burst).ok().filter(|b| *b > 0).unwrap_or(10),
     };
     let client = api::client::from_kubeconfig(kubeconfig, opts).await.context("connecting to the API server")?;
     let events = EventSink::spawn(
