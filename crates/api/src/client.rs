@@ -45,20 +45,88 @@ pub enum ClientError {
 
 /// Builds a client from a kubeconfig file.
 pub async fn from_kubeconfig(path: &Path, opts: ClientOptions) -> Result<kube::Client, ClientError> {
+    let config = config(path).await?;
+    let builder = ClientBuilder::try_from(config).map_err(|source| build_error(path, source))?;
+    Ok(builder.with_layer(&RateLimitLayer::new(opts)).build())
+}
+
+/// A client for a kubeconfig without the rate limit.
+async fn unlimited(path: &Path) -> Result<kube::Client, ClientError> {
+    let config = config(path).await?;
+    Ok(ClientBuilder::try_from(config).map_err(|source| build_error(path, source))?.build())
+}
+
+fn build_error(path: &Path, source: kube::Error) -> ClientError {
+    ClientError::Build { path: path.display().to_string(), source }
+}
+
+/// The kube-rs configuration for a kubeconfig, with rkubelet's user agent and connect timeout.
+async fn config(path: &Path) -> Result<kube::Config, ClientError> {
     let p = path.display().to_string();
     let kc = Kubeconfig::read_from(path).map_err(|source| ClientError::Read { path: p.clone(), source })?;
     let mut config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
         .await
         .map_err(|source| ClientError::Config { path: p.clone(), source })?;
-    // Relative certificate paths in a kubeconfig are relative to the kubeconfig (kube-rs reads
-    // them relative to the working directory); the kubelet's own kubeconfig uses absolute ones.
     if let Ok(v) = http::HeaderValue::from_str(&user_agent()) {
         config.headers.push((http::header::USER_AGENT, v));
     }
-    // A watch is long; requests are bounded by their own timeouts (kube-rs default 295 s read).
     config.connect_timeout = Some(Duration::from_secs(10));
-    let builder = ClientBuilder::try_from(config).map_err(|source| ClientError::Build { path: p.clone(), source })?;
-    Ok(builder.with_layer(&RateLimitLayer::new(opts)).build())
+    Ok(config)
+}
+
+/// A client that follows credential changes: every time `changes` fires (a rotated client
+/// certificate), the kubeconfig at `path` is read again and new requests go through a client
+/// built from it, so they open connections with the new credentials. Requests and watches
+/// already under way finish on the connections they have. A kubeconfig that cannot be read
+/// after a change keeps the previous client, with an error logged. The rate limit is shared
+/// across rebuilds. Must be called inside a Tokio runtime; follows changes until the sender
+/// of `changes` is dropped.
+pub async fn reloading_from_kubeconfig<T: Send + Sync + 'static>(
+    path: &Path,
+    opts: ClientOptions,
+    mut changes: tokio::sync::watch::Receiver<T>,
+) -> Result<kube::Client, ClientError> {
+    let first = unlimited(path).await?;
+    let default_ns = first.default_namespace().to_owned();
+    let current = Arc::new(std::sync::RwLock::new(first));
+    let service = Reloading { current: current.clone() };
+    let path = path.to_owned();
+    changes.mark_unchanged();
+    tokio::spawn(async move {
+        while changes.changed().await.is_ok() {
+            match unlimited(&path).await {
+                Ok(client) => {
+                    *current.write().unwrap_or_else(std::sync::PoisonError::into_inner) = client;
+                    tracing::info!(kubeconfig = %path.display(), "new credentials: API requests use a new client");
+                }
+                Err(e) => {
+                    tracing::error!("credentials changed but the new client cannot be built, keeping the old: {e}")
+                }
+            }
+        }
+    });
+    Ok(ClientBuilder::new(service, default_ns).with_layer(&RateLimitLayer::new(opts)).build())
+}
+
+/// Sends each request through the client currently in `current`.
+#[derive(Clone)]
+struct Reloading {
+    current: Arc<std::sync::RwLock<kube::Client>>,
+}
+
+impl Service<http::Request<kube::client::Body>> for Reloading {
+    type Response = http::Response<kube::client::Body>;
+    type Error = kube::Error;
+    type Future = Pin<Box<dyn std::future::Future<Output = Result<Self::Response, kube::Error>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), kube::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<kube::client::Body>) -> Self::Future {
+        let client = self.current.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        Box::pin(async move { client.send(req).await })
+    }
 }
 
 /// A token bucket (client-go's `flowcontrol.NewTokenBucketRateLimiter`): `burst` tokens, refilled

@@ -163,6 +163,9 @@ pub async fn run(cfg: KubeletConfiguration) -> anyhow::Result<()> {
     let node_ips = node_ips(&cfg);
     // Cluster mode: the API side starts before pods are synced so that events and statuses of
     // the first syncs reach the API server.
+    if cfg.bootstrap_kubeconfig.is_some() && cfg.kubeconfig.is_none() {
+        anyhow::bail!("--bootstrap-kubeconfig needs --kubeconfig: the bootstrapped credentials are written there");
+    }
     let cluster = match &cfg.kubeconfig {
         Some(kubeconfig) => {
             let settings = crate::cluster::node_settings(&cfg, &node, &node_ips);

@@ -121,7 +121,16 @@ pub async fn start(
         qps: f64::from(if cfg.kube_api_qps <= 0 { 5 } else { cfg.kube_api_qps }),
         burst: u32::try_from(cfg.kube_api_burst).ok().filter(|b| *b > 0).unwrap_or(10),
     };
-    let client = api::client::from_kubeconfig(kubeconfig, opts).await.context("connecting to the API server")?;
+    if let Some(boot) = &cfg.bootstrap_kubeconfig {
+        tokio::select! {
+            r = api::bootstrap::load_client_cert(kubeconfig, Some(boot), &cfg.cert_dir, &settings.name) => {
+                r.with_context(|| format!("TLS bootstrap with --bootstrap-kubeconfig {}", boot.display()))?;
+            }
+            () = shutdown.cancelled() => anyhow::bail!("shut down while waiting for the TLS bootstrap"),
+        }
+    }
+    let client =
+        client(cfg, kubeconfig, &settings.name, opts, shutdown).await.context("connecting to the API server")?;
     let events = EventSink::spawn(
         client.clone(),
         settings.name.clone(),
@@ -148,6 +157,25 @@ pub async fn start(
     };
     tokio::spawn(lease.run(shutdown.child_token()));
     Ok(Cluster { client, events, node, pods: ApiPods::default(), settings })
+}
+
+/// The API client. With `rotateCertificates`, the client certificate in `--cert-dir` is
+/// rotated before it expires and the client follows each new one; a kubeconfig that does not
+/// use that certificate store leaves rotation off, with a warning.
+async fn client(
+    cfg: &KubeletConfiguration,
+    kubeconfig: &std::path::Path,
+    node: &str,
+    opts: ClientOptions,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<kube::Client> {
+    if cfg.rotate_certificates {
+        match api::bootstrap::spawn_rotation(kubeconfig, &cfg.cert_dir, node, shutdown.child_token()) {
+            Ok(certs) => return Ok(api::client::reloading_from_kubeconfig(kubeconfig, opts, certs).await?),
+            Err(e) => tracing::warn!("client certificate rotation is off: {e}"),
+        }
+    }
+    Ok(api::client::from_kubeconfig(kubeconfig, opts).await?)
 }
 
 impl Cluster {

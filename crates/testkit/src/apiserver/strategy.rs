@@ -58,8 +58,19 @@ fn is_label(s: &str) -> bool {
         && !s.ends_with('-')
 }
 
-/// Upstream's name validation: DNS labels for namespaces and services, subdomains otherwise.
+/// Upstream's name validation: DNS labels for namespaces and services; for CSRs only what
+/// every name needs to be a path segment (upstream: "We don't care what you call your
+/// certificate requests", and the kubelet's names are mixed-case base64); subdomains otherwise.
 pub(crate) fn validate_name(res: &Resource, n: &str) -> Result<(), (String, String)> {
+    if res.plural == "certificatesigningrequests" {
+        return match n {
+            "." | ".." => Err(("metadata.name".to_owned(), format!("Invalid value: {n:?}: may not be '{n}'"))),
+            _ if n.contains('/') || n.contains('%') => {
+                Err(("metadata.name".to_owned(), format!("Invalid value: {n:?}: may not contain '/' or '%'")))
+            }
+            _ => Ok(()),
+        };
+    }
     let label_only = matches!(res.plural, "namespaces" | "services");
     let ok = if label_only { is_label(n) } else { n.len() <= 253 && n.split('.').all(is_label) };
     if ok {

@@ -96,6 +96,13 @@ fn names_are_validated() {
     assert!(validate_name(res("pods"), "Web").is_err());
     assert!(validate_name(res("namespaces"), "a.b").is_err());
     assert!(validate_name(res("nodes"), "-n").is_err());
+    let csrs = res("certificatesigningrequests.certificates.k8s.io");
+    assert!(
+        validate_name(csrs, "node-csr-NVlU8l7F8GF9fLh8YDiSujpzNgc6E7Ch48w5V53QJx4").is_ok(),
+        "the kubelet's CSR names"
+    );
+    assert!(validate_name(csrs, "a/b").is_err());
+    assert!(validate_name(csrs, "..").is_err());
 }
 
 #[test]

@@ -1,0 +1,181 @@
+//! End-to-end TLS bootstrap: the real rkubelet binary with `--bootstrap-kubeconfig` (a bootstrap
+//! token) requests its client certificate through a CSR, waits for approval, stores the pair
+//! in `--cert-dir`, writes `--kubeconfig` and joins as `system:node:<name>`. Runs against the
+//! in-memory test API server over HTTPS, or a real cluster named by `RKUBELET_TEST_KUBECONFIG`.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::Duration;
+
+use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
+use k8s_openapi::api::core::v1::Node;
+use kube::api::{Api, ListParams};
+use testkit::cluster::TestCluster;
+use testkit::{Agent, AgentOptions, NodeEnv, wait_for};
+
+const BIN: &str = env!("CARGO_BIN_EXE_rkubelet");
+const CONFIG: &str = "nodeLeaseDurationSeconds: 4\nnodeStatusUpdateFrequency: 2s\nrotateCertificates: true\n";
+
+fn tail(log: &str) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(30)..].join("\n")
+}
+
+fn ready(n: &Node) -> bool {
+    n.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// The CSRs this node's bootstrap token (user `system:bootstrap:<token id>`) created.
+async fn csrs_of(api: &Api<CertificateSigningRequest>, token_id: &str) -> Vec<CertificateSigningRequest> {
+    let user = format!("system:bootstrap:{token_id}");
+    api.list(&ListParams::default())
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|c| c.spec.username.as_deref() == Some(user.as_str()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bootstraps_a_client_certificate_through_an_approved_csr() {
+    let Some(env) = NodeEnv::require() else { return };
+    let cluster = TestCluster::start_tls().await.unwrap();
+    let token = cluster.create_bootstrap_token().await.unwrap();
+    let token_id = token.split('.').next().unwrap().to_owned();
+    let boot = cluster.bootstrap_kubeconfig(&token).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubelet.conf");
+    let cert_dir = dir.path().join("pki");
+    let mut a = Agent::start(
+        Path::new(BIN),
+        &env,
+        "boot",
+        AgentOptions {
+            args: vec![
+                format!("--bootstrap-kubeconfig={}", boot.display()),
+                format!("--kubeconfig={}", kubeconfig.display()),
+                format!("--cert-dir={}", cert_dir.display()),
+            ],
+            config_yaml: Some(CONFIG.into()),
+            ..Default::default()
+        },
+    );
+    let csrs: Api<CertificateSigningRequest> = Api::all(cluster.client.clone());
+
+    // The agent asks for a node client certificate and waits: no kubeconfig until approval.
+    let csr = wait_for("a CSR from the bootstrap token", Duration::from_secs(30), || async {
+        csrs_of(&csrs, &token_id).await.pop().ok_or_else(|| format!("no CSR yet\n{}", tail(&a.log())))
+    })
+    .await;
+    let spec = &csr.spec;
+    assert_eq!(spec.signer_name, "kubernetes.io/kube-apiserver-client-kubelet");
+    let mut usages = spec.usages.clone().unwrap_or_default();
+    usages.sort();
+    assert_eq!(usages, ["client auth", "digital signature"], "upstream's kubelet client usages");
+    assert!(spec.groups.as_ref().unwrap().iter().any(|g| g == "system:bootstrappers"), "{:?}", spec.groups);
+    assert!(!kubeconfig.exists(), "kubeconfig written before the CSR was approved");
+    assert!(a.is_running(), "the agent must wait for approval, not exit\n{}", tail(&a.log()));
+
+    let name = csr.metadata.name.clone().unwrap();
+    cluster.approve_csr(&name).await.unwrap();
+
+    // Approved → issued → stored → kubeconfig written → the node registers with it.
+    let nodes: Api<Node> = Api::all(cluster.client.clone());
+    wait_for("node registered and Ready with the bootstrapped certificate", Duration::from_secs(60), || async {
+        match nodes.get_opt(&a.node).await {
+            Ok(Some(n)) if ready(&n) => Ok(()),
+            other => Err(format!("{:?}\n{}", other.map(|n| n.map(|n| n.status)), tail(&a.log()))),
+        }
+    })
+    .await;
+
+    let current = cert_dir.join("kubelet-client-current.pem");
+    let target = std::fs::read_link(&current).expect("kubelet-client-current.pem is a symlink");
+    let target_name = target.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(
+        target_name.starts_with("kubelet-client-")
+            && target_name.ends_with(".pem")
+            && target_name != "kubelet-client-current.pem",
+        "{target_name}"
+    );
+    let pem = std::fs::read_to_string(&current).unwrap();
+    assert!(pem.contains("BEGIN CERTIFICATE") && pem.contains("PRIVATE KEY"), "pair file holds cert and key");
+    let mode = std::fs::metadata(&current).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the pair file holds a private key");
+    let kc = std::fs::read_to_string(&kubeconfig).unwrap();
+    assert!(kc.contains(&current.display().to_string()), "kubeconfig must point at the current pair:\n{kc}");
+    assert_eq!(std::fs::metadata(&kubeconfig).unwrap().permissions().mode() & 0o777, 0o600);
+
+    // The in-memory server knows who asked: the node's own identity, not the bootstrap token.
+    if let Some(server) = &cluster.server {
+        let node_user = format!("system:node:{}", a.node);
+        let creates: Vec<_> = server
+            .requests()
+            .into_iter()
+            .filter(|r| r.method == "POST" && r.path == "/api/v1/nodes")
+            .map(|r| r.user)
+            .collect();
+        assert!(
+            !creates.is_empty() && creates.iter().all(|u| u.as_deref() == Some(node_user.as_str())),
+            "node created as {creates:?}, want {node_user}"
+        );
+    }
+
+    // A restart reuses the stored certificate: no second CSR, and the node stays Ready.
+    a.terminate().await;
+    a.spawn();
+    wait_for("restarted agent uses the stored kubeconfig", Duration::from_secs(30), || async {
+        let log = a.log();
+        if log.contains("kubeconfig exists and is valid, skipping bootstrap") { Ok(()) } else { Err(tail(&log)) }
+    })
+    .await;
+    let renewed = nodes.get(&a.node).await.unwrap();
+    assert!(ready(&renewed));
+    assert_eq!(csrs_of(&csrs, &token_id).await.len(), 1, "no new CSR after a restart with a valid certificate");
+
+    a.terminate().await;
+    cluster.cleanup().await.unwrap();
+}
+
+/// What rotation relies on: once the credentials in the kubeconfig change and the change is
+/// signalled, new requests authenticate with them. A client-level test over the in-memory
+/// HTTPS server (it issues the two client certificates), so it needs no real cluster.
+#[tokio::test(flavor = "multi_thread")]
+async fn reloading_client_uses_rotated_credentials() {
+    use testkit::apiserver::{Credentials, TestApiServer};
+    let server = TestApiServer::start_tls().await.unwrap();
+    let write = |cn: &str| {
+        let (cert_pem, key_pem) = server.issue_client_cert(cn, &["system:nodes"]).unwrap();
+        server.write_kubeconfig("node.kubeconfig", &Credentials::ClientCert { cert_pem, key_pem }).unwrap()
+    };
+    let kubeconfig = write("system:node:before");
+    let (tx, rx) = tokio::sync::watch::channel(0u32);
+    let client = api::client::reloading_from_kubeconfig(&kubeconfig, Default::default(), rx).await.unwrap();
+    let nodes: Api<Node> = Api::all(client);
+    let last_user =
+        || server.requests().into_iter().rev().find(|r| r.path.starts_with("/api/v1/nodes/probe")).and_then(|r| r.user);
+
+    let _ = nodes.get_opt("probe").await;
+    assert_eq!(last_user().as_deref(), Some("system:node:before"));
+
+    // The file changes first; without the signal the client keeps its connections and identity.
+    write("system:node:after");
+    let _ = nodes.get_opt("probe").await;
+    assert_eq!(last_user().as_deref(), Some("system:node:before"), "reloaded without a change signal");
+
+    tx.send_replace(1);
+    wait_for("requests as the rotated identity", Duration::from_secs(10), || async {
+        let _ = nodes.get_opt("probe").await;
+        match last_user() {
+            Some(u) if u == "system:node:after" => Ok(()),
+            other => Err(format!("last request as {other:?}")),
+        }
+    })
+    .await;
+}
