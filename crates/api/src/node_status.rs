@@ -63,7 +63,16 @@ pub struct NodeSettings {
     pub provider_id: Option<String>,
     pub controller_attach_detach: bool,
     pub max_images: usize,
+    /// `--cloud-provider=external`: a cloud controller initializes the node and owns its addresses.
+    pub external_cloud_provider: bool,
+    /// The node IPs came from `--node-ip` (not detected).
+    pub node_ips_given: bool,
 }
+
+/// The taint an external cloud provider removes once it has initialized the node.
+pub const TAINT_UNINITIALIZED: &str = "node.cloudprovider.kubernetes.io/uninitialized";
+/// The `--node-ip` value, for an external cloud provider to check.
+pub const ANNOTATION_PROVIDED_NODE_IP: &str = "alpha.kubernetes.io/provided-node-ip";
 
 /// The kubelet's view of itself at one status update.
 #[derive(Debug, Clone, Default)]
@@ -88,17 +97,37 @@ pub fn default_labels(s: &NodeSettings) -> BTreeMap<String, String> {
     l
 }
 
-/// The Node to register (upstream `initialNode`), status not yet set.
+/// The Node to register (upstream `initialNode`), status not yet set. With an external cloud
+/// provider it carries the uninitialized taint and, when `--node-ip` was given, the
+/// provided-node-ip annotation.
 pub fn initial_node(s: &NodeSettings) -> Node {
     let mut labels = default_labels(s);
     labels.extend(s.labels.clone());
-    let annotations = s
-        .controller_attach_detach
-        .then(|| BTreeMap::from([(CONTROLLER_MANAGED_ATTACH_DETACH.to_string(), "true".to_string())]));
+    let mut annotations = BTreeMap::new();
+    if s.controller_attach_detach {
+        annotations.insert(CONTROLLER_MANAGED_ATTACH_DETACH.to_string(), "true".to_string());
+    }
+    if let Some(ips) = provided_node_ip(s) {
+        annotations.insert(ANNOTATION_PROVIDED_NODE_IP.to_string(), ips);
+    }
+    let mut taints = s.taints.clone();
+    if s.external_cloud_provider {
+        taints.push(Taint {
+            key: TAINT_UNINITIALIZED.into(),
+            value: Some("true".into()),
+            effect: "NoSchedule".into(),
+            ..Default::default()
+        });
+    }
     Node {
-        metadata: ObjectMeta { name: Some(s.name.clone()), labels: Some(labels), annotations, ..Default::default() },
+        metadata: ObjectMeta {
+            name: Some(s.name.clone()),
+            labels: Some(labels),
+            annotations: (!annotations.is_empty()).then_some(annotations),
+            ..Default::default()
+        },
         spec: Some(NodeSpec {
-            taints: (!s.taints.is_empty()).then(|| s.taints.clone()),
+            taints: (!taints.is_empty()).then_some(taints),
             provider_id: s.provider_id.clone(),
             ..Default::default()
         }),
@@ -125,7 +154,19 @@ pub fn reconcile_existing(existing: &mut Node, s: &NodeSettings) -> bool {
     } else if !s.controller_attach_detach && annotations.remove(CONTROLLER_MANAGED_ATTACH_DETACH).is_some() {
         changed = true;
     }
+    if let Some(ips) = provided_node_ip(s)
+        && annotations.get(ANNOTATION_PROVIDED_NODE_IP) != Some(&ips)
+    {
+        annotations.insert(ANNOTATION_PROVIDED_NODE_IP.into(), ips);
+        changed = true;
+    }
     changed
+}
+
+/// The provided-node-ip annotation's value: the `--node-ip` addresses, comma-separated, when
+/// an external cloud provider is to verify them.
+fn provided_node_ip(s: &NodeSettings) -> Option<String> {
+    (s.external_cloud_provider && s.node_ips_given && !s.node_ips.is_empty()).then(|| s.node_ips.join(","))
 }
 
 /// A byte count as Kubernetes prints a BinarySI quantity (`24622048Ki`, `100Mi`, `1536`).
@@ -163,10 +204,16 @@ pub fn set_node_status(
     now: &Time,
 ) -> Vec<NodeEvent> {
     let status = node.status.get_or_insert_with(NodeStatus::default);
-    let mut addresses: Vec<NodeAddress> =
-        s.node_ips.iter().map(|ip| NodeAddress { type_: "InternalIP".into(), address: ip.clone() }).collect();
-    addresses.push(NodeAddress { type_: "Hostname".into(), address: s.hostname.clone() });
-    status.addresses = Some(addresses);
+    // Upstream: with an external cloud provider, addresses it set win, and without `--node-ip`
+    // the kubelet leaves them for it to set.
+    let cloud_owns =
+        s.external_cloud_provider && (status.addresses.as_ref().is_some_and(|a| !a.is_empty()) || !s.node_ips_given);
+    if !cloud_owns {
+        let mut addresses: Vec<NodeAddress> =
+            s.node_ips.iter().map(|ip| NodeAddress { type_: "InternalIP".into(), address: ip.clone() }).collect();
+        addresses.push(NodeAddress { type_: "Hostname".into(), address: s.hostname.clone() });
+        status.addresses = Some(addresses);
+    }
 
     let mut capacity = BTreeMap::new();
     capacity.insert("cpu".to_string(), Quantity(m.num_cpus.to_string()));
@@ -336,6 +383,46 @@ mod tests {
         assert_eq!(binary_si(1536).0, "1536");
         assert_eq!(binary_si(24_622_048 * 1024).0, "24622048Ki");
         assert_eq!(binary_si(0).0, "0");
+    }
+
+    #[test]
+    fn external_cloud_provider_taints_annotates_and_owns_addresses() {
+        let h = NodeHealth::default();
+        let plain = initial_node(&settings());
+        assert!(plain.spec.as_ref().and_then(|s| s.taints.as_ref()).is_none());
+        assert!(!plain.metadata.annotations.as_ref().is_some_and(|a| a.contains_key(ANNOTATION_PROVIDED_NODE_IP)));
+
+        let given = NodeSettings { external_cloud_provider: true, node_ips_given: true, ..settings() };
+        let mut node = initial_node(&given);
+        let taints = node.spec.as_ref().and_then(|s| s.taints.clone()).expect("taints");
+        assert_eq!(taints.len(), 1);
+        assert_eq!(
+            (taints[0].key.as_str(), taints[0].value.as_deref(), taints[0].effect.as_str()),
+            (TAINT_UNINITIALIZED, Some("true"), "NoSchedule")
+        );
+        assert_eq!(node.metadata.annotations.as_ref().expect("annotations")[ANNOTATION_PROVIDED_NODE_IP], "10.0.0.5");
+        // With --node-ip the kubelet sets addresses until the cloud provider has set its own.
+        set_node_status(&mut node, &given, &machine(), &h, &t(1));
+        let addrs = node.status.as_ref().and_then(|s| s.addresses.clone()).expect("addresses");
+        assert_eq!(addrs[0].address, "10.0.0.5");
+        let cloud = vec![NodeAddress { type_: "ExternalIP".into(), address: "203.0.113.7".into() }];
+        node.status.as_mut().expect("status").addresses = Some(cloud.clone());
+        set_node_status(&mut node, &given, &machine(), &h, &t(2));
+        assert_eq!(node.status.as_ref().and_then(|s| s.addresses.clone()), Some(cloud), "cloud addresses win");
+
+        // Without --node-ip, addresses are the cloud provider's to set, and no annotation.
+        let detected = NodeSettings { external_cloud_provider: true, ..settings() };
+        let mut node = initial_node(&detected);
+        assert!(!node.metadata.annotations.as_ref().is_some_and(|a| a.contains_key(ANNOTATION_PROVIDED_NODE_IP)));
+        set_node_status(&mut node, &detected, &machine(), &h, &t(1));
+        assert_eq!(node.status.as_ref().and_then(|s| s.addresses.clone()), None);
+
+        // Register taints stay, the uninitialized one is added.
+        let t0 = Taint { key: "dedicated".into(), effect: "NoExecute".into(), ..Default::default() };
+        let both = NodeSettings { taints: vec![t0], ..given };
+        let keys: Vec<String> =
+            initial_node(&both).spec.and_then(|s| s.taints).expect("taints").into_iter().map(|t| t.key).collect();
+        assert_eq!(keys, ["dedicated", TAINT_UNINITIALIZED]);
     }
 
     #[test]

@@ -68,14 +68,18 @@ fn node_name(cfg: &KubeletConfiguration) -> anyhow::Result<String> {
 /// The node's IPs: `--node-ip`, else the IPv4 address of the default route's interface
 /// (upstream also tries resolving the hostname first; on nodes without DNS for themselves the
 /// default route is what it ends up with).
-fn node_ips(cfg: &KubeletConfiguration) -> Vec<String> {
-    let given: Vec<String> = cfg
-        .node_ip
+/// The addresses `--node-ip` names (`0.0.0.0` and `::` mean "detect", as upstream).
+pub(crate) fn given_node_ips(cfg: &KubeletConfiguration) -> Vec<String> {
+    cfg.node_ip
         .iter()
         .flat_map(|ips| ips.split(','))
         .map(|ip| ip.trim().to_string())
         .filter(|ip| !ip.is_empty() && ip != "0.0.0.0" && ip != "::")
-        .collect();
+        .collect()
+}
+
+fn node_ips(cfg: &KubeletConfiguration) -> Vec<String> {
+    let given = given_node_ips(cfg);
     if !given.is_empty() {
         return given;
     }

@@ -103,6 +103,8 @@ pub fn node_settings(cfg: &KubeletConfiguration, node: &str, node_ips: &[String]
         provider_id: Some(cfg.provider_id.clone()).filter(|p| !p.is_empty()),
         controller_attach_detach: cfg.enable_controller_attach_detach,
         max_images: usize::try_from(cfg.node_status_max_images).unwrap_or(usize::MAX),
+        external_cloud_provider: cfg.cloud_provider == "external",
+        node_ips_given: !crate::app::given_node_ips(cfg).is_empty(),
     }
 }
 
