@@ -38,6 +38,37 @@ pub fn pod_key(pod: &Pod) -> String {
     )
 }
 
+/// An event about one container of `pod`: the reference's `fieldPath` names it as upstream's
+/// container references do (`spec.containers{app}`, `spec.initContainers{init}`), which
+/// `kubectl get events` shows as the sub-object.
+pub fn container_event(
+    pod: &Pod,
+    container: &str,
+    kind: EventType,
+    reason: &'static str,
+    message: impl Into<String>,
+) -> Event {
+    let mut e = pod_event(pod, kind, reason, message);
+    if let Some(r) = e.involved.as_mut() {
+        r.field_path = Some(container_field_path(pod, container));
+    }
+    e
+}
+
+/// `spec.containers{name}`, `spec.initContainers{name}` or `spec.ephemeralContainers{name}`.
+pub fn container_field_path(pod: &Pod, container: &str) -> String {
+    let spec = pod.spec.as_ref();
+    let list = if spec.and_then(|s| s.init_containers.as_ref()).is_some_and(|l| l.iter().any(|c| c.name == container)) {
+        "initContainers"
+    } else if spec.and_then(|s| s.ephemeral_containers.as_ref()).is_some_and(|l| l.iter().any(|c| c.name == container))
+    {
+        "ephemeralContainers"
+    } else {
+        "containers"
+    };
+    format!("spec.{list}{{{container}}}")
+}
+
 pub fn pod_event(pod: &Pod, kind: EventType, reason: &'static str, message: impl Into<String>) -> Event {
     let involved = ObjectReference {
         api_version: Some("v1".into()),
@@ -98,5 +129,31 @@ impl EventRecorder for MemoryRecorder {
         if let Ok(mut v) = self.0.lock() {
             v.push(e);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn container_events_name_their_container_as_upstream_references_do() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web", "namespace": "prod", "uid": "u1"},
+            "spec": {
+                "initContainers": [{"name": "init", "image": "i"}],
+                "containers": [{"name": "app", "image": "i"}],
+                "ephemeralContainers": [{"name": "debug", "image": "i"}]
+            }
+        }))
+        .unwrap_or_default();
+        let path =
+            |c: &str| container_event(&pod, c, EventType::Normal, "Started", "x").involved.and_then(|r| r.field_path);
+        assert_eq!(path("app").as_deref(), Some("spec.containers{app}"));
+        assert_eq!(path("init").as_deref(), Some("spec.initContainers{init}"));
+        assert_eq!(path("debug").as_deref(), Some("spec.ephemeralContainers{debug}"));
+        let pod_level = pod_event(&pod, EventType::Warning, "FailedMount", "x").involved.expect("reference");
+        assert_eq!(pod_level.field_path, None);
+        assert_eq!((pod_level.namespace.as_deref(), pod_level.uid.as_deref()), (Some("prod"), Some("u1")));
     }
 }

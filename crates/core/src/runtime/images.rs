@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::{Container, Pod};
 
 use crate::clock::Clock;
 use crate::container::WaitingReason;
-use crate::events::{EventRecorder, EventType, pod_event};
+use crate::events::{EventRecorder, EventType, container_event};
 use crate::runtime::backoff::Backoff;
 use crate::runtime::labels::uid_of;
 
@@ -48,7 +48,7 @@ impl ImageManager {
         let fail = |reason: &str, message: String| WaitingReason { reason: reason.into(), message };
         if image.trim().is_empty() || image.chars().any(char::is_whitespace) {
             let msg = format!("Failed to apply default image tag {image:?}: couldn't parse image name {image:?}");
-            self.recorder.record(pod_event(pod, EventType::Warning, "InspectFailed", msg.clone()));
+            self.recorder.record(container_event(pod, &c.name, EventType::Warning, "InspectFailed", msg.clone()));
             return Err((fail(INVALID_IMAGE_NAME, msg), None));
         }
         let spec = api::ImageSpec { image: image.clone(), user_specified_image: image.clone(), ..Default::default() };
@@ -60,8 +60,9 @@ impl ImageManager {
         if policy != "Always"
             && let Some(id) = present
         {
-            self.recorder.record(pod_event(
+            self.recorder.record(container_event(
                 pod,
+                &c.name,
                 EventType::Normal,
                 "Pulled",
                 format!("Container image {image:?} already present on machine"),
@@ -70,7 +71,7 @@ impl ImageManager {
         }
         if policy == "Never" {
             let msg = format!("Container image {image:?} is not present with pull policy of Never");
-            self.recorder.record(pod_event(pod, EventType::Warning, "ErrImageNeverPull", msg.clone()));
+            self.recorder.record(container_event(pod, &c.name, EventType::Warning, "ErrImageNeverPull", msg.clone()));
             return Err((fail(ERR_IMAGE_NEVER_PULL, msg), None));
         }
 
@@ -79,16 +80,23 @@ impl ImageManager {
         let in_backoff = self.backoff.lock().ok().and_then(|b| b.remaining_since_update(&key, now));
         if let Some(left) = in_backoff {
             let msg = format!("Back-off pulling image {image:?}");
-            self.recorder.record(pod_event(pod, EventType::Normal, "BackOff", msg.clone()));
+            self.recorder.record(container_event(pod, &c.name, EventType::Normal, "BackOff", msg.clone()));
             return Err((fail(IMAGE_PULL_BACK_OFF, msg), Some(left)));
         }
-        self.recorder.record(pod_event(pod, EventType::Normal, "Pulling", format!("Pulling image {image:?}")));
+        self.recorder.record(container_event(
+            pod,
+            &c.name,
+            EventType::Normal,
+            "Pulling",
+            format!("Pulling image {image:?}"),
+        ));
         let started = tokio::time::Instant::now();
         match self.images.pull_image(spec, None, Some(sandbox.clone())).await {
             Ok(image_ref) => {
                 let took = started.elapsed();
-                self.recorder.record(pod_event(
+                self.recorder.record(container_event(
                     pod,
+                    &c.name,
                     EventType::Normal,
                     "Pulled",
                     format!("Successfully pulled image {image:?} in {took:.3?} ({took:.3?} including waiting)"),
@@ -100,8 +108,14 @@ impl ImageManager {
             }
             Err(e) => {
                 let msg = format!("Failed to pull image {image:?}: {e}");
-                self.recorder.record(pod_event(pod, EventType::Warning, "Failed", msg.clone()));
-                self.recorder.record(pod_event(pod, EventType::Warning, "Failed", format!("Error: {ERR_IMAGE_PULL}")));
+                self.recorder.record(container_event(pod, &c.name, EventType::Warning, "Failed", msg.clone()));
+                self.recorder.record(container_event(
+                    pod,
+                    &c.name,
+                    EventType::Warning,
+                    "Failed",
+                    format!("Error: {ERR_IMAGE_PULL}"),
+                ));
                 let now = self.clock.now();
                 let left = self.backoff.lock().ok().map(|mut b| {
                     b.next(&key, now, now);

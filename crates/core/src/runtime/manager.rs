@@ -13,7 +13,7 @@ use crate::clock::{Clock, from_nanos};
 use crate::container::{
     ContainerRuntimeStatus, ContainerState, PodRuntimeStatus, SandboxRuntimeStatus, SyncReasons, WaitingReason,
 };
-use crate::events::{EventRecorder, EventType, pod_event, pod_key};
+use crate::events::{EventRecorder, EventType, container_event, pod_event, pod_key};
 use crate::pod_dirs::PodDirs;
 use crate::runtime::actions::compute_pod_actions;
 use crate::runtime::backoff::{Backoff, go_duration};
@@ -184,7 +184,7 @@ impl RuntimeManager {
             }
         } else {
             for (id, name, why) in &actions.containers_to_kill {
-                self.recorder.record(pod_event(pod, EventType::Normal, "Killing", why.clone()));
+                self.recorder.record(container_event(pod, name, EventType::Normal, "Killing", why.clone()));
                 self.stop_container(pod, id, name, grace_period(pod)).await;
             }
         }
@@ -320,8 +320,9 @@ impl RuntimeManager {
                     uid_of(pod)
                 );
                 drop(b);
-                self.recorder.record(pod_event(
+                self.recorder.record(container_event(
                     pod,
+                    &c.name,
                     EventType::Warning,
                     "BackOff",
                     format!("Back-off restarting failed container {} in pod {}", c.name, pod_key(pod)),
@@ -341,7 +342,13 @@ impl RuntimeManager {
             }
         };
         let config_error = |result: &mut SyncResult, reason: &str, message: String| {
-            self.recorder.record(pod_event(pod, EventType::Warning, "Failed", format!("Error: {message}")));
+            self.recorder.record(container_event(
+                pod,
+                &c.name,
+                EventType::Warning,
+                "Failed",
+                format!("Error: {message}"),
+            ));
             result.wait(&c.name, WaitingReason { reason: reason.into(), message }, Some(FAILURE_REQUEUE));
         };
         let termination_log = match self.dirs.new_termination_log_file(uid_of(pod), &c.name) {
@@ -378,11 +385,23 @@ impl RuntimeManager {
             Ok(id) => id,
             Err(e) => return config_error(result, CREATE_CONTAINER_ERROR, e.to_string()),
         };
-        self.recorder.record(pod_event(pod, EventType::Normal, "Created", format!("Created container: {}", c.name)));
+        self.recorder.record(container_event(
+            pod,
+            &c.name,
+            EventType::Normal,
+            "Created",
+            format!("Created container: {}", c.name),
+        ));
         if let Err(e) = self.runtime.start_container(&id).await {
             return config_error(result, RUN_CONTAINER_ERROR, e.to_string());
         }
-        self.recorder.record(pod_event(pod, EventType::Normal, "Started", format!("Started container {}", c.name)));
+        self.recorder.record(container_event(
+            pod,
+            &c.name,
+            EventType::Normal,
+            "Started",
+            format!("Started container {}", c.name),
+        ));
         result.reasons.remove(&c.name);
     }
 
@@ -403,8 +422,9 @@ impl RuntimeManager {
             status.containers.iter().filter(|c| matches!(c.state, ContainerState::Running | ContainerState::Created));
         let stops = running.map(|c| async move {
             if let Some(pod) = pod {
-                self.recorder.record(pod_event(
+                self.recorder.record(container_event(
                     pod,
+                    &c.name,
                     EventType::Normal,
                     "Killing",
                     format!("Stopping container {}", c.name),
