@@ -2,9 +2,11 @@
 //! through one seam, [`ObjectGetter`], with a kube-rs implementation ([`ApiObjects`]) and a fake
 //! ([`FakeObjects`], feature `test-util`).
 
+use std::collections::BTreeSet;
+
 use async_trait::async_trait;
 use k8s_openapi::api::authentication::v1::TokenRequestSpec;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use tokio::time::Instant;
 
@@ -117,4 +119,99 @@ pub trait ObjectGetter: Send + Sync + 'static {
     /// Every service in `namespace` (for service link env vars; the kubelet also asks for
     /// `default` to find the `kubernetes` service).
     async fn services(&self, namespace: &str) -> Result<Vec<Service>, ObjectError>;
+
+    /// A pod was added or its spec updated (upstream `RegisterPod`): the configMaps and secrets
+    /// it refers to are read afresh at their next use, so a new pod never starts with a copy
+    /// cached before it existed.
+    fn pod_registered(&self, _pod: &Pod) {}
+}
+
+/// The names of the configMaps and secrets `pod` refers to (volumes, projected sources, env,
+/// envFrom of every container kind, image pull secrets), as upstream's `getConfigMapNames` /
+/// `getSecretNames`.
+pub fn referenced_objects(pod: &Pod) -> (BTreeSet<String>, BTreeSet<String>) {
+    let (mut config_maps, mut secrets) = (BTreeSet::new(), BTreeSet::new());
+    let Some(spec) = pod.spec.as_ref() else { return (config_maps, secrets) };
+    for v in spec.volumes.iter().flatten() {
+        if let Some(name) = v.config_map.as_ref().map(|c| c.name.clone()) {
+            config_maps.insert(name);
+        }
+        if let Some(name) = v.secret.as_ref().and_then(|s| s.secret_name.clone()) {
+            secrets.insert(name);
+        }
+        for src in v.projected.iter().flat_map(|p| p.sources.iter().flatten()) {
+            if let Some(name) = src.config_map.as_ref().map(|c| c.name.clone()) {
+                config_maps.insert(name);
+            }
+            if let Some(name) = src.secret.as_ref().map(|s| s.name.clone()) {
+                secrets.insert(name);
+            }
+        }
+    }
+    for s in spec.image_pull_secrets.iter().flatten() {
+        secrets.insert(s.name.clone());
+    }
+    let containers = spec.init_containers.iter().flatten().chain(spec.containers.iter());
+    let ephemeral = spec.ephemeral_containers.iter().flatten();
+    let envs = containers
+        .map(|c| (c.env.as_ref(), c.env_from.as_ref()))
+        .chain(ephemeral.map(|c| (c.env.as_ref(), c.env_from.as_ref())));
+    for (env, env_from) in envs {
+        for from in env.into_iter().flatten().filter_map(|e| e.value_from.as_ref()) {
+            if let Some(r) = &from.config_map_key_ref {
+                config_maps.insert(r.name.clone());
+            }
+            if let Some(r) = &from.secret_key_ref {
+                secrets.insert(r.name.clone());
+            }
+        }
+        for from in env_from.into_iter().flatten() {
+            if let Some(r) = &from.config_map_ref {
+                config_maps.insert(r.name.clone());
+            }
+            if let Some(r) = &from.secret_ref {
+                secrets.insert(r.name.clone());
+            }
+        }
+    }
+    config_maps.retain(|n| !n.is_empty());
+    secrets.retain(|n| !n.is_empty());
+    (config_maps, secrets)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn referenced_objects_cover_volumes_projections_env_and_pull_secrets() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p", "namespace": "ns"},
+            "spec": {
+                "imagePullSecrets": [{"name": "pull"}],
+                "volumes": [
+                    {"name": "a", "configMap": {"name": "cm-vol"}},
+                    {"name": "b", "secret": {"secretName": "sec-vol"}},
+                    {"name": "c", "projected": {"sources": [
+                        {"configMap": {"name": "cm-proj"}}, {"secret": {"name": "sec-proj"}},
+                        {"serviceAccountToken": {"path": "t"}}
+                    ]}},
+                    {"name": "d", "emptyDir": {}}
+                ],
+                "initContainers": [{"name": "i", "envFrom": [{"configMapRef": {"name": "cm-init"}}]}],
+                "containers": [{"name": "c", "env": [
+                    {"name": "A", "valueFrom": {"configMapKeyRef": {"name": "cm-env", "key": "k"}}},
+                    {"name": "B", "valueFrom": {"secretKeyRef": {"name": "sec-env", "key": "k"}}},
+                    {"name": "C", "value": "plain"}
+                ], "envFrom": [{"secretRef": {"name": "sec-from"}}]}],
+                "ephemeralContainers": [{"name": "e", "envFrom": [{"configMapRef": {"name": "cm-debug"}}]}]
+            }
+        }))
+        .unwrap();
+        let (cms, secrets) = referenced_objects(&pod);
+        assert_eq!(cms.into_iter().collect::<Vec<_>>(), ["cm-debug", "cm-env", "cm-init", "cm-proj", "cm-vol"]);
+        assert_eq!(secrets.into_iter().collect::<Vec<_>>(), ["pull", "sec-env", "sec-from", "sec-proj", "sec-vol"]);
+    }
 }

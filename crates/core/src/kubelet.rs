@@ -2,7 +2,7 @@
 //! and runs the sync loop (upstream `syncLoop`/`syncLoopIteration`): source updates, PLEG events
 //! and housekeeping, each handled without blocking on pod work.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -239,20 +239,37 @@ impl PodSyncer for Kubelet {
 /// What admission needs to know about the node (only for pods from the API server).
 pub struct AdmissionContext {
     pub node_name: String,
-    /// The node as last read from the API (its labels), once registered.
+    /// The node as last read from the API (its labels and `status.allocatable`), once registered.
     pub node: api::node::Registered,
     /// The labels the kubelet registers the node with, used until the API node is known.
     pub labels: BTreeMap<String, String>,
     pub max_pods: u32,
 }
 
-/// Event reasons are `&'static str`; admission reasons come from a small fixed set.
+/// Event reasons are `&'static str`. Admission reasons are a small fixed set plus
+/// `OutOf<resource>` for hugepages and extended resources, interned once each (bounded: resource
+/// names the API accepts in requests and the node advertises).
 fn leak_reason(reason: &str) -> &'static str {
+    const MAX_INTERNED: usize = 64;
+    static INTERNED: Mutex<BTreeSet<&'static str>> = Mutex::new(BTreeSet::new());
     match reason {
         "NodeAffinity" => "NodeAffinity",
         "OutOfpods" => "OutOfpods",
         "OutOfcpu" => "OutOfcpu",
         "OutOfmemory" => "OutOfmemory",
+        "OutOfephemeral-storage" => "OutOfephemeral-storage",
+        r if r.starts_with("OutOf") => {
+            let Ok(mut set) = INTERNED.lock() else { return "UnexpectedAdmissionError" };
+            if let Some(s) = set.get(r) {
+                return s;
+            }
+            if set.len() >= MAX_INTERNED {
+                return "UnexpectedAdmissionError";
+            }
+            let s: &'static str = Box::leak(r.to_owned().into_boxed_str());
+            set.insert(s);
+            s
+        }
         _ => "UnexpectedAdmissionError",
     }
 }
@@ -335,6 +352,9 @@ impl SyncLoop {
                     }
                     if u.op != PodOp::Reconcile {
                         tracing::info!(pod = %crate::events::pod_key(&pod), pod_uid = %uid, op = ?u.op, "pod update");
+                        if let Some(objects) = self.kubelet.volumes.objects() {
+                            objects.pod_registered(&pod);
+                        }
                     }
                     desired.insert(uid.clone(), pod.clone());
                     if pod.metadata.deletion_timestamp.is_some() {
@@ -354,20 +374,23 @@ impl SyncLoop {
         }
     }
 
-    /// Admission for pods from the API server (static pods are always admitted, as upstream's
-    /// critical-pod handling effectively does for the predicates implemented here).
+    /// Admission for pods from the API server. Static pods are always admitted: upstream treats
+    /// them as critical (admitted over resources by preempting others, see `admission`).
     fn admit(&self, pod: &Pod, desired: &BTreeMap<String, Arc<Pod>>) -> Result<(), Rejection> {
         let Some(ctx) = &self.admission else { return Ok(()) };
         if is_static_pod(pod) {
             return Ok(());
         }
-        let labels =
-            ctx.node.borrow().as_ref().and_then(|n| n.metadata.labels.clone()).unwrap_or_else(|| ctx.labels.clone());
-        let active = desired
-            .keys()
-            .filter(|uid| !is_terminal(self.kubelet.statuses.get(uid).and_then(|s| s.phase).as_deref()))
-            .count();
-        admission::admit(pod, &ctx.node_name, &labels, active, ctx.max_pods)
+        let node = ctx.node.borrow().clone();
+        let labels = node.as_ref().and_then(|n| n.metadata.labels.as_ref()).unwrap_or(&ctx.labels);
+        let allocatable = node.as_ref().and_then(|n| n.status.as_ref()).and_then(|s| s.allocatable.as_ref());
+        let uid = labels::uid_of(pod);
+        let others =
+            admission::active_pods(desired.iter().filter(|(u, _)| u.as_str() != uid).map(|(_, p)| p.as_ref()), |p| {
+                is_terminal(self.kubelet.statuses.get(labels::uid_of(p)).and_then(|s| s.phase).as_deref())
+            });
+        let view = admission::NodeView { name: &ctx.node_name, labels, allocatable, max_pods: ctx.max_pods };
+        admission::admit(pod, &view, &others)
     }
 
     /// Kills runtime pods nobody wants (e.g. a manifest removed while the kubelet was down) and
@@ -409,6 +432,16 @@ impl SyncLoop {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn admission_reasons_become_event_reasons() {
+        assert_eq!(leak_reason("OutOfcpu"), "OutOfcpu");
+        assert_eq!(leak_reason("OutOfephemeral-storage"), "OutOfephemeral-storage");
+        let first = leak_reason("OutOfhugepages-2Mi");
+        assert_eq!(first, "OutOfhugepages-2Mi");
+        assert!(std::ptr::eq(first, leak_reason("OutOfhugepages-2Mi")), "interned once");
+        assert_eq!(leak_reason("Whatever"), "UnexpectedAdmissionError");
+    }
 
     #[tokio::test]
     async fn sync_loop_health_fails_when_the_loop_stalls() {

@@ -4,7 +4,8 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
-use std::path::Path;
+mod common;
+
 use std::time::Duration;
 
 use cri::RuntimeService;
@@ -12,30 +13,10 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use testkit::cluster::TestCluster;
-use testkit::{Agent, AgentOptions, NodeEnv, wait_for};
-
-const BIN: &str = env!("CARGO_BIN_EXE_rkubelet");
+use testkit::{Agent, NodeEnv, wait_for};
 
 /// A short lease (renewed every second) so the test sees renewals quickly.
-const CONFIG: &str = "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nnodeLeaseDurationSeconds: 4\nnodeStatusUpdateFrequency: 2s\n";
-
-fn agent(env: &NodeEnv, cluster: &TestCluster, tag: &str) -> Agent {
-    Agent::start(
-        Path::new(BIN),
-        env,
-        tag,
-        AgentOptions {
-            args: vec![format!("--kubeconfig={}", cluster.kubeconfig.display())],
-            config_yaml: Some(CONFIG.into()),
-            ..Default::default()
-        },
-    )
-}
-
-fn tail(log: &str) -> String {
-    let lines: Vec<&str> = log.lines().collect();
-    lines[lines.len().saturating_sub(30)..].join("\n")
-}
+const CONFIG: &str = "nodeLeaseDurationSeconds: 4\nnodeStatusUpdateFrequency: 2s\n";
 
 fn condition(pod: &Pod, t: &str) -> Option<String> {
     pod.status.as_ref()?.conditions.as_ref()?.iter().find(|c| c.type_ == t).map(|c| c.status.clone())
@@ -58,12 +39,12 @@ fn pod_manifest(name: &str, node: &str, image: &str) -> Pod {
 async fn node_registers_leases_runs_api_pods_and_deletes_them() {
     let Some(env) = NodeEnv::require() else { return };
     let cluster = TestCluster::start().await.unwrap();
-    let a = agent(&env, &cluster, "api");
+    let a = common::cluster_agent(&env, &cluster, "api", CONFIG);
     let nodes: Api<Node> = Api::all(cluster.client.clone());
 
     // Registration: Ready, with capacity, addresses and nodeInfo.
     let node = wait_for("node registered and Ready", Duration::from_secs(30), || async {
-        let n = nodes.get(&a.node).await.map_err(|e| format!("{e}\n{}", tail(&a.log())))?;
+        let n = nodes.get(&a.node).await.map_err(|e| format!("{e}\n{}", common::tail(&a.log())))?;
         let ready = n
             .status
             .as_ref()
@@ -73,7 +54,7 @@ async fn node_registers_leases_runs_api_pods_and_deletes_them() {
         if ready == Some(("True".into(), Some("KubeletReady".into()))) {
             Ok(n)
         } else {
-            Err(format!("Ready = {ready:?}\n{}", tail(&a.log())))
+            Err(format!("Ready = {ready:?}\n{}", common::tail(&a.log())))
         }
     })
     .await;
@@ -122,7 +103,7 @@ async fn node_registers_leases_runs_api_pods_and_deletes_them() {
         if st.phase.as_deref() == Some("Running") && ready && condition(&p, "Ready").as_deref() == Some("True") {
             Ok(p)
         } else {
-            Err(format!("{st:?}\n{}", tail(&a.log())))
+            Err(format!("{st:?}\n{}", common::tail(&a.log())))
         }
     })
     .await;
@@ -162,7 +143,7 @@ async fn node_registers_leases_runs_api_pods_and_deletes_them() {
                 "still there: deletionTimestamp {:?} phase {:?}\n{}",
                 p.metadata.deletion_timestamp,
                 p.status.and_then(|s| s.phase),
-                tail(&a.log())
+                common::tail(&a.log())
             )),
         }
     })
@@ -180,7 +161,7 @@ async fn node_registers_leases_runs_api_pods_and_deletes_them() {
 async fn mirror_pod_follows_the_static_pod() {
     let Some(env) = NodeEnv::require() else { return };
     let cluster = TestCluster::start().await.unwrap();
-    let a = agent(&env, &cluster, "mirror");
+    let a = common::cluster_agent(&env, &cluster, "mirror", CONFIG);
     // Static pods live in a namespace of the test's (a real cluster must not see our pods in default).
     let manifest = format!(
         "apiVersion: v1\nkind: Pod\nmetadata:\n  name: st\n  namespace: {}\nspec:\n  containers:\n  - name: app\n    image: {}\n    command: [sh, -c, 'trap \"exit 0\" TERM; while true; do sleep 1; done']\n",
@@ -190,7 +171,7 @@ async fn mirror_pod_follows_the_static_pod() {
     let name = a.pod_name("st");
     let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
     let mirror = wait_for("mirror pod Running", Duration::from_secs(60), || async {
-        let p = pods.get(&name).await.map_err(|e| format!("{e}\n{}", tail(&a.log())))?;
+        let p = pods.get(&name).await.map_err(|e| format!("{e}\n{}", common::tail(&a.log())))?;
         if p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running") {
             Ok(p)
         } else {
@@ -218,7 +199,7 @@ async fn mirror_pod_follows_the_static_pod() {
     wait_for("mirror pod deleted", Duration::from_secs(40), || async {
         match pods.get_opt(&name).await.map_err(|e| e.to_string())? {
             None => Ok(()),
-            Some(_) => Err(format!("still there\n{}", tail(&a.log()))),
+            Some(_) => Err(format!("still there\n{}", common::tail(&a.log()))),
         }
     })
     .await;
@@ -226,24 +207,29 @@ async fn mirror_pod_follows_the_static_pod() {
     cluster.cleanup().await.unwrap();
 }
 
+/// Waits until admission has failed pod `name`.
+async fn wait_failed(pods: &Api<Pod>, name: &str, a: &Agent) -> Pod {
+    wait_for(&format!("pod {name} Failed by admission"), Duration::from_secs(30), || async {
+        let p = pods.get(name).await.map_err(|e| e.to_string())?;
+        if p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Failed") {
+            Ok(p)
+        } else {
+            Err(format!("{:?}\n{}", p.status, common::tail(&a.log())))
+        }
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn pod_not_matching_the_node_is_rejected() {
     let Some(env) = NodeEnv::require() else { return };
     let cluster = TestCluster::start().await.unwrap();
-    let a = agent(&env, &cluster, "admit");
+    let a = common::cluster_agent(&env, &cluster, "admit", CONFIG);
     let mut pod = pod_manifest("picky", &a.node, &env.test_image);
     pod.spec.as_mut().unwrap().node_selector = Some([("disktype".to_string(), "ssd".to_string())].into());
     let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
     pods.create(&PostParams::default(), &pod).await.unwrap();
-    let p = wait_for("pod Failed by admission", Duration::from_secs(30), || async {
-        let p = pods.get("picky").await.map_err(|e| e.to_string())?;
-        if p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Failed") {
-            Ok(p)
-        } else {
-            Err(format!("{:?}\n{}", p.status, tail(&a.log())))
-        }
-    })
-    .await;
+    let p = wait_failed(&pods, "picky", &a).await;
     let st = p.status.unwrap();
     assert_eq!(st.reason.as_deref(), Some("NodeAffinity"));
     assert_eq!(
@@ -252,6 +238,44 @@ async fn pod_not_matching_the_node_is_rejected() {
     );
     assert!(a.containers_of_pod("picky").await.is_empty(), "a rejected pod never runs");
     pods.delete("picky", &DeleteParams::default()).await.unwrap();
+
+    // A pod asking for more cpu than the node's allocatable: OutOfcpu. The kubelet knows its Node
+    // once the lease carries the Node as owner; the request is derived from what the node reports.
+    let leases: Api<Lease> = Api::namespaced(cluster.client.clone(), "kube-node-lease");
+    wait_for("lease owned by the node", Duration::from_secs(30), || async {
+        let l = leases.get(&a.node).await.map_err(|e| e.to_string())?;
+        if l.metadata.owner_references.is_some_and(|o| o.iter().any(|o| o.kind == "Node")) {
+            Ok(())
+        } else {
+            Err(format!("no owner yet\n{}", common::tail(&a.log())))
+        }
+    })
+    .await;
+    let nodes: Api<Node> = Api::all(cluster.client.clone());
+    let alloc = nodes.get(&a.node).await.unwrap().status.unwrap().allocatable.unwrap();
+    let cpu = core_kubelet::quantity::ParsedQuantity::parse(&alloc["cpu"].0).unwrap().milli_value();
+    let mut pod = pod_manifest("greedy", &a.node, &env.test_image);
+    pod.spec.as_mut().unwrap().containers[0].resources =
+        Some(serde_json::from_value(serde_json::json!({"requests": {"cpu": format!("{}m", cpu + 1000)}})).unwrap());
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    let p = wait_failed(&pods, "greedy", &a).await;
+    let st = p.status.unwrap();
+    assert_eq!(st.reason.as_deref(), Some("OutOfcpu"));
+    // `used` is 0 here, but on a real cluster daemon set pods may already hold cpu on the node.
+    let msg = st.message.unwrap();
+    let used = msg
+        .strip_prefix(&format!(
+            "Pod was rejected: Node didn't have enough resource: cpu, requested: {}, used: ",
+            cpu + 1000
+        ))
+        .and_then(|rest| rest.strip_suffix(&format!(", capacity: {cpu}")))
+        .unwrap_or_else(|| panic!("unexpected message {msg:?}"));
+    assert!(used.parse::<u64>().is_ok(), "{msg}");
+    if !cluster.is_real() {
+        assert_eq!(used, "0", "{msg}");
+    }
+    assert!(a.containers_of_pod("greedy").await.is_empty(), "a rejected pod never runs");
+    pods.delete("greedy", &DeleteParams::default()).await.unwrap();
     a.cleanup().await;
     cluster.cleanup().await.unwrap();
 }
@@ -267,7 +291,7 @@ async fn api_server_outage_keeps_pods_running_and_status_catches_up() {
         eprintln!("skipped on a real cluster: the test must stop the API server");
         return cluster.cleanup().await.unwrap();
     };
-    let a = agent(&env, &cluster, "outage");
+    let a = common::cluster_agent(&env, &cluster, "outage", CONFIG);
     let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
     pods.create(&PostParams::default(), &pod_manifest("steady", &a.node, &env.test_image)).await.unwrap();
     let cid = wait_for("pod Running in the API", Duration::from_secs(60), || async {
@@ -275,7 +299,7 @@ async fn api_server_outage_keeps_pods_running_and_status_catches_up() {
         let cs = p.status.and_then(|s| s.container_statuses).and_then(|c| c.into_iter().next());
         match cs.and_then(|c| c.container_id.filter(|_| c.ready)) {
             Some(id) => Ok(id.trim_start_matches("containerd://").to_string()),
-            None => Err(tail(&a.log())),
+            None => Err(common::tail(&a.log())),
         }
     })
     .await;
@@ -301,8 +325,17 @@ async fn api_server_outage_keeps_pods_running_and_status_catches_up() {
             cs.iter().any(|c| c.id == id && c.state == 1)
         }
     };
-    tokio::time::sleep(Duration::from_secs(12)).await; // a span of failed watches and status writes
-    assert!(running(cid.clone()).await, "container killed during the outage\n{}", tail(&a.log()));
+    // Until the kubelet has met the outage: its pod watch and its node status writes failed.
+    wait_for("the outage seen by the API loops", Duration::from_secs(30), || async {
+        let log = a.log();
+        let seen = ["watching pods from the API server", "Error updating node status"];
+        match seen.iter().find(|s| !log.contains(**s)) {
+            None => Ok(()),
+            Some(missing) => Err(format!("not yet: {missing}")),
+        }
+    })
+    .await;
+    assert!(running(cid.clone()).await, "container killed during the outage\n{}", common::tail(&a.log()));
     assert_eq!(a.healthz().await.map(|(code, _)| code), Ok(200), "healthz does not depend on the API server");
     // ...and still restarted when it dies.
     a.cri().stop_container(&cid, 0).await.unwrap();
@@ -318,7 +351,7 @@ async fn api_server_outage_keeps_pods_running_and_status_catches_up() {
         let cs = p.status.and_then(|s| s.container_statuses).and_then(|c| c.into_iter().next());
         match cs {
             Some(c) if c.restart_count >= 1 && c.ready => Ok(()),
-            other => Err(format!("{other:?}\n{}", tail(&a.log()))),
+            other => Err(format!("{other:?}\n{}", common::tail(&a.log()))),
         }
     })
     .await;

@@ -5,6 +5,8 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+mod common;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
@@ -15,13 +17,7 @@ use kube::api::{Api, ListParams};
 use testkit::cluster::TestCluster;
 use testkit::{Agent, AgentOptions, NodeEnv, wait_for};
 
-const BIN: &str = env!("CARGO_BIN_EXE_rkubelet");
 const CONFIG: &str = "nodeLeaseDurationSeconds: 4\nnodeStatusUpdateFrequency: 2s\nrotateCertificates: true\n";
-
-fn tail(log: &str) -> String {
-    let lines: Vec<&str> = log.lines().collect();
-    lines[lines.len().saturating_sub(30)..].join("\n")
-}
 
 fn ready(n: &Node) -> bool {
     n.status
@@ -53,7 +49,7 @@ async fn bootstraps_a_client_certificate_through_an_approved_csr() {
     let kubeconfig = dir.path().join("kubelet.conf");
     let cert_dir = dir.path().join("pki");
     let mut a = Agent::start(
-        Path::new(BIN),
+        Path::new(common::BIN),
         &env,
         "boot",
         AgentOptions {
@@ -70,7 +66,7 @@ async fn bootstraps_a_client_certificate_through_an_approved_csr() {
 
     // The agent asks for a node client certificate and waits: no kubeconfig until approval.
     let csr = wait_for("a CSR from the bootstrap token", Duration::from_secs(30), || async {
-        csrs_of(&csrs, &token_id).await.pop().ok_or_else(|| format!("no CSR yet\n{}", tail(&a.log())))
+        csrs_of(&csrs, &token_id).await.pop().ok_or_else(|| format!("no CSR yet\n{}", common::tail(&a.log())))
     })
     .await;
     let spec = &csr.spec;
@@ -80,7 +76,7 @@ async fn bootstraps_a_client_certificate_through_an_approved_csr() {
     assert_eq!(usages, ["client auth", "digital signature"], "upstream's kubelet client usages");
     assert!(spec.groups.as_ref().unwrap().iter().any(|g| g == "system:bootstrappers"), "{:?}", spec.groups);
     assert!(!kubeconfig.exists(), "kubeconfig written before the CSR was approved");
-    assert!(a.is_running(), "the agent must wait for approval, not exit\n{}", tail(&a.log()));
+    assert!(a.is_running(), "the agent must wait for approval, not exit\n{}", common::tail(&a.log()));
 
     let name = csr.metadata.name.clone().unwrap();
     cluster.approve_csr(&name).await.unwrap();
@@ -90,7 +86,7 @@ async fn bootstraps_a_client_certificate_through_an_approved_csr() {
     wait_for("node registered and Ready with the bootstrapped certificate", Duration::from_secs(60), || async {
         match nodes.get_opt(&a.node).await {
             Ok(Some(n)) if ready(&n) => Ok(()),
-            other => Err(format!("{:?}\n{}", other.map(|n| n.map(|n| n.status)), tail(&a.log()))),
+            other => Err(format!("{:?}\n{}", other.map(|n| n.map(|n| n.status)), common::tail(&a.log()))),
         }
     })
     .await;
@@ -132,7 +128,11 @@ async fn bootstraps_a_client_certificate_through_an_approved_csr() {
     a.spawn();
     wait_for("restarted agent uses the stored kubeconfig", Duration::from_secs(30), || async {
         let log = a.log();
-        if log.contains("kubeconfig exists and is valid, skipping bootstrap") { Ok(()) } else { Err(tail(&log)) }
+        if log.contains("kubeconfig exists and is valid, skipping bootstrap") {
+            Ok(())
+        } else {
+            Err(common::tail(&log))
+        }
     })
     .await;
     let renewed = nodes.get(&a.node).await.unwrap();

@@ -5,6 +5,8 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+mod common;
+
 use std::path::Path;
 use std::time::Duration;
 
@@ -12,8 +14,6 @@ use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use testkit::cluster::TestCluster;
 use testkit::{Agent, AgentOptions, NodeEnv, wait_for};
-
-const BIN: &str = env!("CARGO_BIN_EXE_rkubelet");
 
 fn pod(name: &str, node: &str, image: &str) -> Pod {
     serde_json::from_value(serde_json::json!({
@@ -59,7 +59,7 @@ async fn lifecycle_and_failure_events_reach_the_api() {
     let Some(env) = NodeEnv::require() else { return };
     let cluster = TestCluster::start().await.unwrap();
     let a = Agent::start(
-        Path::new(BIN),
+        Path::new(common::BIN),
         &env,
         "events",
         AgentOptions {

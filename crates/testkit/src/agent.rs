@@ -2,7 +2,7 @@
 //! node name and healthz port, on the private containerd. One agent runs at a time per test
 //! binary (a kubelet owns every pod of its runtime: two would kill each other's pods as orphans).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -239,20 +239,46 @@ impl Agent {
         self.cri().list_containers(Some(filter)).await.unwrap_or_default()
     }
 
-    /// Stops the agent and removes every sandbox of this node from the runtime.
+    /// Stops the agent, removes every sandbox of this node from the runtime and unmounts what
+    /// its volumes left below its directory.
     pub async fn cleanup(mut self) {
         self.kill9();
-        remove_node_pods(&self.env, &self.node).await;
+        remove_node_pods(&self.env, &self.node, &self.root_dir()).await;
+        unmount_below(self.dir.path());
     }
 }
 
-async fn remove_node_pods(env: &NodeEnv, node: &str) {
+/// Removes this node's sandboxes: static pods (named `<name>-<node>`) and every pod the agent
+/// has a directory for under `<root>/pods/<uid>` (pods from the API server).
+async fn remove_node_pods(env: &NodeEnv, node: &str, root: &Path) {
     let Ok(rt) = RemoteRuntime::connect(&env.runtime_endpoint, Duration::from_secs(30)) else { return };
     let suffix = format!("-{node}");
+    let uids: HashSet<String> = std::fs::read_dir(root.join("pods"))
+        .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
     for s in rt.list_pod_sandbox(None).await.unwrap_or_default() {
-        if s.labels.get("io.kubernetes.pod.name").is_some_and(|n| n.ends_with(&suffix)) {
+        let static_pod = s.labels.get("io.kubernetes.pod.name").is_some_and(|n| n.ends_with(&suffix));
+        let api_pod = s.labels.get("io.kubernetes.pod.uid").is_some_and(|u| uids.contains(u));
+        if static_pod || api_pod {
             let _ = rt.stop_pod_sandbox(&s.id).await;
             let _ = rt.remove_pod_sandbox(&s.id).await;
+        }
+    }
+}
+
+/// Unmounts every mount below `dir` (the tmpfs of secret, downwardAPI and projected volumes a
+/// killed agent leaves), deepest first, so the temporary directory can be removed.
+fn unmount_below(dir: &Path) {
+    let mut mounts: Vec<PathBuf> = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(4).map(PathBuf::from))
+        .filter(|m| m.starts_with(dir))
+        .collect();
+    mounts.sort_by_key(|m| std::cmp::Reverse(m.components().count()));
+    for m in mounts {
+        if !Command::new("umount").arg(&m).status().is_ok_and(|s| s.success()) {
+            let _ = Command::new("umount").arg("-l").arg(&m).status();
         }
     }
 }
@@ -263,14 +289,16 @@ impl Drop for Agent {
             return;
         }
         self.kill9();
-        // A failed test still leaves no pods behind.
+        // A failed test still leaves no pods and no mounts behind.
         let env = self.env.clone();
         let node = self.node.clone();
+        let root = self.root_dir();
         let _ = std::thread::spawn(move || {
             if let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                rt.block_on(remove_node_pods(&env, &node));
+                rt.block_on(remove_node_pods(&env, &node, &root));
             }
         })
         .join();
+        unmount_below(self.dir.path());
     }
 }

@@ -49,6 +49,13 @@ impl<V: Clone> TtlCache<V> {
     }
 }
 
+impl<V> TtlCache<V> {
+    /// Forgets `key`: its next `get` fetches.
+    pub(crate) fn invalidate(&self, key: &str) {
+        self.entries.lock().unwrap_or_else(PoisonError::into_inner).remove(key);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -71,6 +78,9 @@ mod tests {
         tokio::time::advance(Duration::from_secs(1)).await;
         assert_eq!(cache.get("a".into(), fetch).await.unwrap(), Some(1));
         assert_eq!(cache.get("b".into(), fetch).await.unwrap(), Some(2));
+        cache.invalidate("b");
+        assert_eq!(cache.get("b".into(), fetch).await.unwrap(), Some(3), "fetched again once invalidated");
+        assert_eq!(cache.get("a".into(), fetch).await.unwrap(), Some(1), "other keys stay cached");
     }
 
     #[tokio::test(start_paused = true)]

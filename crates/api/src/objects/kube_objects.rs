@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service, ServiceAccount};
 use kube::Api;
 use kube::api::{ListParams, PostParams};
 
@@ -86,6 +86,17 @@ impl ObjectGetter for ApiObjects {
                 })
             })
             .await
+    }
+
+    fn pod_registered(&self, pod: &Pod) {
+        let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
+        let (config_maps, secrets) = super::referenced_objects(pod);
+        for name in config_maps {
+            self.config_maps.invalidate(&key(namespace, &name));
+        }
+        for name in secrets {
+            self.secrets.invalidate(&key(namespace, &name));
+        }
     }
 
     async fn services(&self, namespace: &str) -> Result<Vec<Service>, ObjectError> {
