@@ -18,6 +18,7 @@ use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewStatus};
 use k8s_openapi::api::core::v1::{ConfigMap, Event, Pod, Secret};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
+use testkit::apiserver::ServerOptions;
 use testkit::cluster::TestCluster;
 use testkit::{Agent, NodeEnv, wait_for};
 
@@ -665,6 +666,65 @@ async fn projected_token_is_bound_valid_and_reissued_after_a_kubelet_restart() {
     assert_eq!(cs.restart_count, 0);
 
     delete_pods(&a, &pods, &["tok"]).await;
+    a.cleanup().await;
+    cluster.cleanup().await.unwrap();
+}
+
+/// Token refresh: the in-memory server issues 20 s tokens whatever is asked (a test knob; a
+/// real server's lifetimes are its own, so this runs against the in-memory one only). The
+/// kubelet requests a new token at 80% of the lifetime it was given and swaps it into the
+/// running container, before the old one expires.
+#[tokio::test(flavor = "multi_thread")]
+async fn projected_token_is_refreshed_before_it_expires() {
+    let Some(env) = NodeEnv::require() else { return };
+    let lifetime = Duration::from_secs(20);
+    let options = ServerOptions { max_token_lifetime: Some(lifetime), ..Default::default() };
+    let cluster = TestCluster::start_with(options).await.unwrap();
+    if cluster.is_real() {
+        eprintln!("skipped on a real cluster: token lifetimes are the server's");
+        return cluster.cleanup().await.unwrap();
+    }
+    let a = common::cluster_agent(&env, &cluster, "refresh", CONFIG);
+    let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
+    let manifest = pod(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "fresh"},
+        "spec": {
+            "nodeName": a.node,
+            "terminationGracePeriodSeconds": 5,
+            "automountServiceAccountToken": false,
+            "containers": [{
+                "name": "app", "image": env.test_image, "command": ["sh", "-c", SLEEP],
+                "volumeMounts": [{"name": "token", "mountPath": "/var/run/secrets/tokens"}],
+            }],
+            "volumes": [{"name": "token", "projected": {"sources": [
+                {"serviceAccountToken": {"audience": AUDIENCE, "expirationSeconds": 600, "path": "sa-token"}},
+            ]}}],
+        }
+    }));
+    pods.create(&PostParams::default(), &manifest).await.unwrap();
+    let (running, cid) = wait_running(&a, &pods, "fresh", "app").await;
+    let path = "/var/run/secrets/tokens/sa-token";
+    let first = cat(&a, &cid, path).await;
+    let claims = assert_pod_token(&cluster, &first, &running).await;
+    let (iat, exp) = (claims["iat"].as_i64().unwrap(), claims["exp"].as_i64().unwrap());
+    assert_eq!(exp - iat, 20, "the server's lifetime, not the requested one: {claims}");
+
+    let second = wait_for("a refreshed token in the running container", lifetime, || async {
+        let t = cat(&a, &cid, path).await;
+        if t != first && !t.is_empty() { Ok(t) } else { Err(format!("same token\n{}", common::tail(&a.log()))) }
+    })
+    .await;
+    let refreshed_at =
+        i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()).unwrap();
+    assert!(refreshed_at < exp, "refreshed before the old token expired ({refreshed_at} vs {exp})");
+    assert!(refreshed_at >= iat + 15, "refreshed at 80% of the lifetime, not at once ({refreshed_at} vs {iat})");
+    let claims = assert_pod_token(&cluster, &second, &running).await;
+    assert!(claims["exp"].as_i64().unwrap() > exp, "{claims}");
+    let p = pods.get("fresh").await.unwrap();
+    assert_eq!(p.status.unwrap().container_statuses.unwrap()[0].restart_count, 0, "refresh restarts nothing");
+
+    delete_pods(&a, &pods, &["fresh"]).await;
     a.cleanup().await;
     cluster.cleanup().await.unwrap();
 }

@@ -313,6 +313,10 @@ pub(crate) fn token_request(
     }
     drop(store);
 
+    let seconds = match shared.options.max_token_lifetime {
+        Some(max) => seconds.min(i64::try_from(max.as_secs()).unwrap_or(i64::MAX)),
+        None => seconds,
+    };
     let now = Utc::now();
     let expires = now + chrono::Duration::seconds(seconds);
     let jti = new_uid();

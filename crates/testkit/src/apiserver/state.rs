@@ -26,11 +26,15 @@ pub struct ServerOptions {
     pub history_limit: usize,
     /// Period of BOOKMARK events on watches that allow them (upstream: about a minute).
     pub bookmark_interval: Duration,
+    /// Issue service account tokens for at most this long, whatever was asked (as a server
+    /// whose `--service-account-max-token-expiration` caps requests, but shorter than a real
+    /// one allows), so tests can watch the kubelet refresh a token.
+    pub max_token_lifetime: Option<Duration>,
 }
 
 impl Default for ServerOptions {
     fn default() -> Self {
-        Self { tls: false, history_limit: 10_000, bookmark_interval: Duration::from_secs(1) }
+        Self { tls: false, history_limit: 10_000, bookmark_interval: Duration::from_secs(1), max_token_lifetime: None }
     }
 }
 
