@@ -22,19 +22,6 @@ fn condition(pod: &Pod, t: &str) -> Option<String> {
     pod.status.as_ref()?.conditions.as_ref()?.iter().find(|c| c.type_ == t).map(|c| c.status.clone())
 }
 
-fn pod_manifest(name: &str, node: &str, image: &str) -> Pod {
-    serde_json::from_value(serde_json::json!({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": name},
-        "spec": {
-            "nodeName": node,
-            "terminationGracePeriodSeconds": 5,
-            "containers": [{"name": "app", "image": image, "command": ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"]}]
-        }
-    }))
-    .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn node_registers_leases_runs_api_pods_and_deletes_them() {
     let Some(env) = NodeEnv::require() else { return };
@@ -95,7 +82,7 @@ async fn node_registers_leases_runs_api_pods_and_deletes_them() {
 
     // A pod bound to the node runs, and its status reaches the API.
     let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
-    pods.create(&PostParams::default(), &pod_manifest("web", &a.node, &env.test_image)).await.unwrap();
+    pods.create(&PostParams::default(), &common::sleeping_pod("web", &a.node, &env.test_image)).await.unwrap();
     let running = wait_for("pod Running in the API", Duration::from_secs(60), || async {
         let p = pods.get("web").await.map_err(|e| e.to_string())?;
         let st = p.status.clone().unwrap_or_default();
@@ -225,7 +212,7 @@ async fn pod_not_matching_the_node_is_rejected() {
     let Some(env) = NodeEnv::require() else { return };
     let cluster = TestCluster::start().await.unwrap();
     let a = common::cluster_agent(&env, &cluster, "admit", CONFIG);
-    let mut pod = pod_manifest("picky", &a.node, &env.test_image);
+    let mut pod = common::sleeping_pod("picky", &a.node, &env.test_image);
     pod.spec.as_mut().unwrap().node_selector = Some([("disktype".to_string(), "ssd".to_string())].into());
     let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
     pods.create(&PostParams::default(), &pod).await.unwrap();
@@ -254,7 +241,7 @@ async fn pod_not_matching_the_node_is_rejected() {
     let nodes: Api<Node> = Api::all(cluster.client.clone());
     let alloc = nodes.get(&a.node).await.unwrap().status.unwrap().allocatable.unwrap();
     let cpu = core_kubelet::quantity::ParsedQuantity::parse(&alloc["cpu"].0).unwrap().milli_value();
-    let mut pod = pod_manifest("greedy", &a.node, &env.test_image);
+    let mut pod = common::sleeping_pod("greedy", &a.node, &env.test_image);
     pod.spec.as_mut().unwrap().containers[0].resources =
         Some(serde_json::from_value(serde_json::json!({"requests": {"cpu": format!("{}m", cpu + 1000)}})).unwrap());
     pods.create(&PostParams::default(), &pod).await.unwrap();
@@ -293,7 +280,7 @@ async fn api_server_outage_keeps_pods_running_and_status_catches_up() {
     };
     let a = common::cluster_agent(&env, &cluster, "outage", CONFIG);
     let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
-    pods.create(&PostParams::default(), &pod_manifest("steady", &a.node, &env.test_image)).await.unwrap();
+    pods.create(&PostParams::default(), &common::sleeping_pod("steady", &a.node, &env.test_image)).await.unwrap();
     let cid = wait_for("pod Running in the API", Duration::from_secs(60), || async {
         let p = pods.get("steady").await.map_err(|e| e.to_string())?;
         let cs = p.status.and_then(|s| s.container_statuses).and_then(|c| c.into_iter().next());

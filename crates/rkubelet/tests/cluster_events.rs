@@ -15,19 +15,6 @@ use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use testkit::cluster::TestCluster;
 use testkit::{Agent, AgentOptions, NodeEnv, wait_for};
 
-fn pod(name: &str, node: &str, image: &str) -> Pod {
-    serde_json::from_value(serde_json::json!({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": name},
-        "spec": {
-            "nodeName": node,
-            "terminationGracePeriodSeconds": 5,
-            "containers": [{"name": "app", "image": image, "command": ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"]}]
-        }
-    }))
-    .unwrap()
-}
-
 /// `(reason, message, fieldPath)` of the events about `kind/name`, oldest first.
 async fn events_of(api: &Api<Event>, kind: &str, name: &str) -> Vec<(String, String, String)> {
     let mut evs: Vec<Event> = api
@@ -71,8 +58,8 @@ async fn lifecycle_and_failure_events_reach_the_api() {
     let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
     let events: Api<Event> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
     let missing = format!("{}/rkubelet/does-not-exist:1", env.registry);
-    pods.create(&PostParams::default(), &pod("web", &a.node, &env.test_image)).await.unwrap();
-    pods.create(&PostParams::default(), &pod("broken", &a.node, &missing)).await.unwrap();
+    pods.create(&PostParams::default(), &common::sleeping_pod("web", &a.node, &env.test_image)).await.unwrap();
+    pods.create(&PostParams::default(), &common::sleeping_pod("broken", &a.node, &missing)).await.unwrap();
 
     // A running pod: the image, then the container created and started, each about its container.
     let evs = wait_for("Created and Started events for web", Duration::from_secs(60), || async {

@@ -607,6 +607,27 @@ async fn env_from_objects_and_fields_and_waiting_for_a_missing_config_map() {
     cluster.cleanup().await.unwrap();
 }
 
+/// A pod whose only token is a projected one for [`AUDIENCE`], asked for 600 s, at
+/// `/var/run/secrets/tokens/sa-token`.
+fn token_pod(name: &str, node: &str, image: &str) -> Pod {
+    pod(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name},
+        "spec": {
+            "nodeName": node,
+            "terminationGracePeriodSeconds": 5,
+            "automountServiceAccountToken": false,
+            "containers": [{
+                "name": "app", "image": image, "command": ["sh", "-c", SLEEP],
+                "volumeMounts": [{"name": "token", "mountPath": "/var/run/secrets/tokens"}],
+            }],
+            "volumes": [{"name": "token", "projected": {"sources": [
+                {"serviceAccountToken": {"audience": AUDIENCE, "expirationSeconds": 600, "path": "sa-token"}},
+            ]}}],
+        }
+    }))
+}
+
 /// A projected token with the shortest lifetime the API allows (600 s; the kubelet would
 /// refresh it after 480 s, too long for a test): it is bound to the pod, valid for its audience
 /// only, requested once, and — the kubelet's token cache being in memory — replaced by a new
@@ -618,22 +639,7 @@ async fn projected_token_is_bound_valid_and_reissued_after_a_kubelet_restart() {
     let mut a = common::cluster_agent(&env, &cluster, "token", CONFIG);
     let ns = cluster.namespace.clone();
     let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), &ns);
-    let manifest = pod(json!({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": "tok"},
-        "spec": {
-            "nodeName": a.node,
-            "terminationGracePeriodSeconds": 5,
-            "automountServiceAccountToken": false,
-            "containers": [{
-                "name": "app", "image": env.test_image, "command": ["sh", "-c", SLEEP],
-                "volumeMounts": [{"name": "token", "mountPath": "/var/run/secrets/tokens"}],
-            }],
-            "volumes": [{"name": "token", "projected": {"sources": [
-                {"serviceAccountToken": {"audience": AUDIENCE, "expirationSeconds": 600, "path": "sa-token"}},
-            ]}}],
-        }
-    }));
+    let manifest = token_pod("tok", &a.node, &env.test_image);
     pods.create(&PostParams::default(), &manifest).await.unwrap();
     let (running, cid) = wait_running(&a, &pods, "tok", "app").await;
     let path = "/var/run/secrets/tokens/sa-token";
@@ -686,22 +692,7 @@ async fn projected_token_is_refreshed_before_it_expires() {
     }
     let a = common::cluster_agent(&env, &cluster, "refresh", CONFIG);
     let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
-    let manifest = pod(json!({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": "fresh"},
-        "spec": {
-            "nodeName": a.node,
-            "terminationGracePeriodSeconds": 5,
-            "automountServiceAccountToken": false,
-            "containers": [{
-                "name": "app", "image": env.test_image, "command": ["sh", "-c", SLEEP],
-                "volumeMounts": [{"name": "token", "mountPath": "/var/run/secrets/tokens"}],
-            }],
-            "volumes": [{"name": "token", "projected": {"sources": [
-                {"serviceAccountToken": {"audience": AUDIENCE, "expirationSeconds": 600, "path": "sa-token"}},
-            ]}}],
-        }
-    }));
+    let manifest = token_pod("fresh", &a.node, &env.test_image);
     pods.create(&PostParams::default(), &manifest).await.unwrap();
     let (running, cid) = wait_running(&a, &pods, "fresh", "app").await;
     let path = "/var/run/secrets/tokens/sa-token";

@@ -4,6 +4,8 @@
 
 use std::path::Path;
 
+use k8s_openapi::api::core::v1::Pod;
+
 use testkit::cluster::TestCluster;
 use testkit::{Agent, AgentOptions, NodeEnv};
 
@@ -28,4 +30,18 @@ pub fn cluster_agent(env: &NodeEnv, cluster: &TestCluster, tag: &str, config: &s
 pub fn tail(log: &str) -> String {
     let lines: Vec<&str> = log.lines().collect();
     lines[lines.len().saturating_sub(30)..].join("\n")
+}
+
+/// A pod bound to `node` whose container `app` sleeps until TERM (5 s grace).
+pub fn sleeping_pod(name: &str, node: &str, image: &str) -> Pod {
+    let pod = serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name},
+        "spec": {
+            "nodeName": node,
+            "terminationGracePeriodSeconds": 5,
+            "containers": [{"name": "app", "image": image, "command": ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"]}]
+        }
+    });
+    serde_json::from_value(pod).expect("a valid pod manifest")
 }
