@@ -15,10 +15,11 @@ mod cache;
 mod fake;
 mod kube_objects;
 mod token;
+mod watch;
 
 #[cfg(any(test, feature = "test-util"))]
 pub use fake::FakeObjects;
-pub use kube_objects::{ApiObjects, DEFAULT_OBJECT_TTL};
+pub use kube_objects::{ApiObjects, ChangeDetection, DEFAULT_OBJECT_TTL};
 pub use token::{TokenCache, token_cache_key};
 
 /// A service account token as the kubelet hands it to a pod.
@@ -95,7 +96,7 @@ pub fn kube_message(err: &kube::Error) -> String {
 ///
 /// Called by the volume manager on every pod sync (volume contents are refreshed from what this
 /// returns) and by the runtime manager before each container start (env). Implementations
-/// cache, so calling on every sync is cheap; they may return data up to their cache TTL old.
+/// watch or cache, so calling on every sync is cheap; a cache may return data up to its TTL old.
 /// Must be cancel-safe (a pod sync in flight may be dropped). `Ok(None)` means the object does
 /// not exist; `Err` means it could not be determined.
 #[async_trait]
@@ -124,6 +125,10 @@ pub trait ObjectGetter: Send + Sync + 'static {
     /// it refers to are read afresh at their next use, so a new pod never starts with a copy
     /// cached before it existed.
     fn pod_registered(&self, _pod: &Pod) {}
+
+    /// A pod was removed (upstream `UnregisterPod`): objects only it referred to are no longer
+    /// kept up to date.
+    fn pod_unregistered(&self, _pod: &Pod) {}
 }
 
 /// The names of the configMaps and secrets `pod` refers to (volumes, projected sources, env,

@@ -366,6 +366,9 @@ impl SyncLoop {
                 }
                 PodOp::Remove => {
                     tracing::info!(pod = %crate::events::pod_key(&pod), pod_uid = %uid, "pod removed");
+                    if let Some(objects) = self.kubelet.volumes.objects() {
+                        objects.pod_unregistered(&pod);
+                    }
                     desired.remove(&uid);
                     rejected.remove(&uid);
                     self.workers.kill_pod(&uid, Some(pod), None, true);

@@ -196,7 +196,10 @@ pub async fn run(cfg: KubeletConfiguration) -> anyhow::Result<()> {
     let mounter: Arc<dyn sys::Mounter> = Arc::new(sys::RealMounter::new());
     let mut volumes = VolumeManager::new(dirs.clone(), mounter);
     if let Some(c) = &cluster {
-        volumes = volumes.with_objects(Arc::new(api::objects::ApiObjects::new(c.client.clone())));
+        // The value was validated with the rest of the configuration.
+        let strategy = api::objects::ChangeDetection::from_config(&cfg.config_map_and_secret_change_detection_strategy)
+            .unwrap_or(api::objects::ChangeDetection::Watch);
+        volumes = volumes.with_objects(Arc::new(api::objects::ApiObjects::new(c.client.clone(), strategy)));
     }
     let volumes = Arc::new(volumes);
     let settings = RuntimeSettings {

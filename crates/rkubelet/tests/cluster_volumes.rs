@@ -26,9 +26,6 @@ use testkit::{Agent, NodeEnv, wait_for};
 /// cache, a configMap created after the pod) is picked up soon after it becomes visible.
 const CONFIG: &str = "syncFrequency: 2s\nnodeStatusUpdateFrequency: 2s\n";
 
-/// The kubelet's configMap/secret cache TTL (`api::objects::DEFAULT_OBJECT_TTL`, upstream's
-/// cache-based manager default; there is no flag for it).
-const OBJECT_TTL: Duration = Duration::from_secs(60);
 const SYNC_FREQUENCY: Duration = Duration::from_secs(2);
 
 /// The audience of the tokens the tests ask for (not the API server's own).
@@ -407,15 +404,17 @@ async fn updates_reach_running_containers() {
     .await;
 
     // The objects change: a key changes, one is removed, the secret changes.
+    let requests_before = cluster.server.as_ref().map_or(0, |s| s.requests().len());
     let updated = Instant::now();
     let cm_patch = json!({"data": {"key": "v2", "old": null}});
     cms.patch("live-config", &PatchParams::default(), &Patch::Merge(&cm_patch)).await.unwrap();
     let secret_patch = json!({"stringData": {"pw": "p2"}});
     secrets.patch("live-secret", &PatchParams::default(), &Patch::Merge(&secret_patch)).await.unwrap();
-    // The kubelet reads configMaps and secrets through a cache with a TTL (upstream's "Cache"
-    // change detection strategy, not "Watch") and rewrites volumes on pod syncs: a change
-    // shows within OBJECT_TTL + syncFrequency, plus margin for the exec round trips.
-    let deadline = OBJECT_TTL + SYNC_FREQUENCY + Duration::from_secs(15);
+    // The kubelet watches the configMaps and secrets its pods refer to (the default "Watch"
+    // change detection strategy) and rewrites volumes on pod syncs: a change shows within one
+    // syncFrequency, plus margin for the exec round trips — well before the minute a "Cache"
+    // TTL would take.
+    let deadline = SYNC_FREQUENCY + Duration::from_secs(15);
     wait_for("configMap and secret updates in the container", deadline, || async {
         let seen = [
             cat(&a, &cid, "/etc/cm/key").await,
@@ -429,6 +428,21 @@ async fn updates_reach_running_containers() {
     })
     .await;
     eprintln!("configMap/secret update reached the container after {:?}", updated.elapsed());
+    // The pod syncs that rewrote the volumes read the objects from their watches, not with a
+    // GET each (which is what an object no pod registered costs).
+    if let Some(server) = &cluster.server {
+        let gets: Vec<String> = server
+            .requests()
+            .into_iter()
+            .skip(requests_before)
+            .filter(|r| {
+                r.method == "GET"
+                    && (r.path.ends_with("/configmaps/live-config") || r.path.ends_with("/secrets/live-secret"))
+            })
+            .map(|r| r.path)
+            .collect();
+        assert!(gets.is_empty(), "objects fetched instead of watched: {gets:?}");
+    }
 
     // Nothing was restarted for it, and env stays what it was when the container started.
     let p = pods.get("live").await.unwrap();
@@ -436,8 +450,8 @@ async fn updates_reach_running_containers() {
     assert_eq!(cs.container_id.as_deref().map(|c| c.trim_start_matches("containerd://")), Some(cid.as_str()));
     assert_eq!(cs.restart_count, 0);
     assert_eq!(env_of(&a, &cid).await.get("KEY").map(String::as_str), Some("v1"));
-    // A minute of 2 s resyncs did not re-request the service account token (it is refreshed at
-    // 80% of its life): same token, one TokenRequest for the pod.
+    // The 2 s resyncs meanwhile did not re-request the service account token (it is refreshed
+    // at 80% of its life): same token, one TokenRequest for the pod.
     assert!(cat(&a, &cid, sa_token_path).await == sa_token, "service account token changed");
     if let Some(n) = token_requests(&cluster) {
         assert_eq!(n, 1, "TokenRequests for one pod with one token projection");
