@@ -103,6 +103,92 @@ pub async fn load_client_cert(
     bootstrap_with(api.as_ref(), &boot, bootstrap, kubeconfig, cert_dir, node_name, SystemTime::now).await
 }
 
+/// Upstream's `LoadClientConfig` with `rotateCertificates`: the bootstrap happens in the
+/// background while the kubelet runs. With no `bootstrap` kubeconfig, or a `kubeconfig` whose
+/// client certificate is still valid, there is nothing to do (`None`). Otherwise `kubeconfig` is
+/// written now with the bootstrap kubeconfig's server and CA and
+/// `<cert_dir>/kubelet-client-current.pem` as credentials (not there yet), and the returned
+/// [`PendingBootstrap`] obtains that certificate when run.
+pub fn prepare_background(
+    kubeconfig: &Path,
+    bootstrap: Option<&Path>,
+    cert_dir: &Path,
+    node_name: &str,
+) -> Result<Option<PendingBootstrap>> {
+    let Some(bootstrap) = bootstrap else { return Ok(None) };
+    if kubeconfig_is_valid(kubeconfig, SystemTime::now())? {
+        tracing::info!(kubeconfig = %kubeconfig.display(), "kubeconfig exists and is valid, skipping bootstrap");
+        return Ok(None);
+    }
+    let boot = read_kubeconfig(bootstrap)?;
+    let store = CertStore::new(cert_dir);
+    write_kubeconfig(&boot, bootstrap, kubeconfig, &store.current_path())?;
+    tracing::info!(
+        bootstrap = %bootstrap.display(),
+        "client rotation is on: requesting a client certificate in the background"
+    );
+    Ok(Some(PendingBootstrap {
+        boot,
+        boot_path: bootstrap.to_owned(),
+        kubeconfig: kubeconfig.to_owned(),
+        cert_dir: cert_dir.to_owned(),
+        node_name: node_name.to_owned(),
+    }))
+}
+
+/// A TLS bootstrap to run in the background (see [`prepare_background`]).
+#[derive(Debug)]
+pub struct PendingBootstrap {
+    boot: Kubeconfig,
+    boot_path: PathBuf,
+    kubeconfig: PathBuf,
+    cert_dir: PathBuf,
+    node_name: String,
+}
+
+impl PendingBootstrap {
+    /// The bootstrap kubeconfig (its server and CA serve the kubelet until the certificate is
+    /// there).
+    pub fn bootstrap_kubeconfig(&self) -> &Path {
+        &self.boot_path
+    }
+
+    /// Requests the certificate until it is issued and stored, retrying failed attempts
+    /// (unreachable server, denied, timed out) with a backoff of 2 s doubling up to 2 min;
+    /// upstream's certificate manager retries the same way while the kubelet keeps running.
+    pub async fn run(self) {
+        let mut delay = Duration::from_secs(2);
+        loop {
+            match self.attempt().await {
+                Ok(()) => return,
+                Err(e) => {
+                    tracing::error!(
+                        bootstrap = %self.boot_path.display(),
+                        "TLS bootstrap failed, retrying in {delay:?}: {e}"
+                    );
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(120));
+                }
+            }
+        }
+    }
+
+    async fn attempt(&self) -> Result<()> {
+        let client = client::from_kubeconfig(&self.boot_path, ClientOptions::default()).await?;
+        let api = KubeCsrApi::new(client);
+        bootstrap_with(
+            api.as_ref(),
+            &self.boot,
+            &self.boot_path,
+            &self.kubeconfig,
+            &self.cert_dir,
+            &self.node_name,
+            SystemTime::now,
+        )
+        .await
+    }
+}
+
 async fn bootstrap_with(
     api: &dyn CsrApi,
     boot: &Kubeconfig,

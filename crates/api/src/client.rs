@@ -56,6 +56,14 @@ async fn unlimited(path: &Path) -> Result<kube::Client, ClientError> {
     Ok(ClientBuilder::try_from(config).map_err(|source| build_error(path, source))?.build())
 }
 
+/// A client for the server of a kubeconfig with none of its credentials (upstream's
+/// `AnonymousClientConfig`: server, CA and TLS settings only), without the rate limit.
+pub async fn anonymous(path: &Path) -> Result<kube::Client, ClientError> {
+    let mut config = config(path).await?;
+    config.auth_info = kube::config::AuthInfo::default();
+    Ok(ClientBuilder::try_from(config).map_err(|source| build_error(path, source))?.build())
+}
+
 fn build_error(path: &Path, source: kube::Error) -> ClientError {
     ClientError::Build { path: path.display().to_string(), source }
 }
@@ -84,9 +92,20 @@ async fn config(path: &Path) -> Result<kube::Config, ClientError> {
 pub async fn reloading_from_kubeconfig<T: Send + Sync + 'static>(
     path: &Path,
     opts: ClientOptions,
-    mut changes: tokio::sync::watch::Receiver<T>,
+    changes: tokio::sync::watch::Receiver<T>,
 ) -> Result<kube::Client, ClientError> {
     let first = unlimited(path).await?;
+    Ok(reloading(first, path, opts, changes))
+}
+
+/// As [`reloading_from_kubeconfig`], starting with `first` (built by [`anonymous`], say, while
+/// the kubeconfig's certificate does not exist yet) until the first change.
+pub fn reloading<T: Send + Sync + 'static>(
+    first: kube::Client,
+    path: &Path,
+    opts: ClientOptions,
+    mut changes: tokio::sync::watch::Receiver<T>,
+) -> kube::Client {
     let default_ns = first.default_namespace().to_owned();
     let current = Arc::new(std::sync::RwLock::new(first));
     let service = Reloading { current: current.clone() };
@@ -105,7 +124,7 @@ pub async fn reloading_from_kubeconfig<T: Send + Sync + 'static>(
             }
         }
     });
-    Ok(ClientBuilder::new(service, default_ns).with_layer(&RateLimitLayer::new(opts)).build())
+    ClientBuilder::new(service, default_ns).with_layer(&RateLimitLayer::new(opts)).build()
 }
 
 /// Sends each request through the client currently in `current`.

@@ -123,16 +123,30 @@ pub async fn start(
         qps: f64::from(if cfg.kube_api_qps <= 0 { 5 } else { cfg.kube_api_qps }),
         burst: u32::try_from(cfg.kube_api_burst).ok().filter(|b| *b > 0).unwrap_or(10),
     };
-    if let Some(boot) = &cfg.bootstrap_kubeconfig {
+    let boot = cfg.bootstrap_kubeconfig.as_deref();
+    let boot_context = || format!("TLS bootstrap with --bootstrap-kubeconfig {}", boot.unwrap_or(kubeconfig).display());
+    let client = if cfg.rotate_certificates {
+        // Upstream with rotation: the kubelet runs (static pods too) while the certificate is
+        // requested in the background.
+        match api::bootstrap::prepare_background(kubeconfig, boot, &cfg.cert_dir, &settings.name)
+            .with_context(boot_context)?
+        {
+            Some(pending) => {
+                client_while_bootstrapping(pending, kubeconfig, &cfg.cert_dir, &settings.name, opts, shutdown).await
+            }
+            None => client(cfg, kubeconfig, &settings.name, opts, shutdown).await,
+        }
+    } else {
+        // Without rotation, upstream waits for the certificate before anything else.
         tokio::select! {
-            r = api::bootstrap::load_client_cert(kubeconfig, Some(boot), &cfg.cert_dir, &settings.name) => {
-                r.with_context(|| format!("TLS bootstrap with --bootstrap-kubeconfig {}", boot.display()))?;
+            r = api::bootstrap::load_client_cert(kubeconfig, boot, &cfg.cert_dir, &settings.name) => {
+                r.with_context(boot_context)?;
             }
             () = shutdown.cancelled() => anyhow::bail!("shut down while waiting for the TLS bootstrap"),
         }
+        client(cfg, kubeconfig, &settings.name, opts, shutdown).await
     }
-    let client =
-        client(cfg, kubeconfig, &settings.name, opts, shutdown).await.context("connecting to the API server")?;
+    .context("connecting to the API server")?;
     let events = EventSink::spawn(
         client.clone(),
         settings.name.clone(),
@@ -178,6 +192,40 @@ async fn client(
         }
     }
     Ok(api::client::from_kubeconfig(kubeconfig, opts).await?)
+}
+
+/// The API client while a TLS bootstrap runs in the background: anonymous towards the bootstrap
+/// kubeconfig's server (requests fail as unauthorized and are retried) until the certificate is
+/// stored, then the kubeconfig's identity, then each rotated certificate.
+async fn client_while_bootstrapping(
+    pending: api::bootstrap::PendingBootstrap,
+    kubeconfig: &std::path::Path,
+    cert_dir: &std::path::Path,
+    node: &str,
+    opts: ClientOptions,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<kube::Client> {
+    let first = api::client::anonymous(pending.bootstrap_kubeconfig()).await?;
+    let (changed, changes) = watch::channel(());
+    let client = api::client::reloading(first, kubeconfig, opts, changes);
+    let (kubeconfig, cert_dir, node, shutdown) =
+        (kubeconfig.to_owned(), cert_dir.to_owned(), node.to_owned(), shutdown.clone());
+    tokio::spawn(async move {
+        tokio::select! {
+            () = pending.run() => {}
+            () = shutdown.cancelled() => return,
+        }
+        changed.send_replace(());
+        match api::bootstrap::spawn_rotation(&kubeconfig, &cert_dir, &node, shutdown.child_token()) {
+            Ok(mut certs) => {
+                while certs.changed().await.is_ok() {
+                    changed.send_replace(());
+                }
+            }
+            Err(e) => tracing::error!("client certificate rotation is off: {e}"),
+        }
+    });
+    Ok(client)
 }
 
 impl Cluster {

@@ -17,7 +17,10 @@ use kube::api::{Api, ListParams};
 use testkit::cluster::TestCluster;
 use testkit::{Agent, AgentOptions, NodeEnv, wait_for};
 
-const CONFIG: &str = "nodeLeaseDurationSeconds: 4\nnodeStatusUpdateFrequency: 2s\nrotateCertificates: true\n";
+/// Without certificate rotation, upstream's kubelet waits for its certificate before anything.
+const CONFIG: &str = "nodeLeaseDurationSeconds: 4\nnodeStatusUpdateFrequency: 2s\nrotateCertificates: false\n";
+/// With rotation, the certificate is requested in the background while the kubelet runs.
+const ROTATING: &str = "nodeLeaseDurationSeconds: 4\nnodeStatusUpdateFrequency: 2s\nrotateCertificates: true\n";
 
 fn ready(n: &Node) -> bool {
     n.status
@@ -38,30 +41,43 @@ async fn csrs_of(api: &Api<CertificateSigningRequest>, token_id: &str) -> Vec<Ce
         .collect()
 }
 
+/// The real binary with `--bootstrap-kubeconfig` (a new bootstrap token of `cluster`),
+/// `--kubeconfig` and `--cert-dir` in `dir`; returns it and the token id.
+async fn bootstrapping_agent(
+    env: &NodeEnv,
+    cluster: &TestCluster,
+    dir: &Path,
+    tag: &str,
+    config: &str,
+) -> (Agent, String) {
+    let token = cluster.create_bootstrap_token().await.unwrap();
+    let token_id = token.split('.').next().unwrap().to_owned();
+    let boot = cluster.bootstrap_kubeconfig(&token).unwrap();
+    let a = Agent::start(
+        Path::new(common::BIN),
+        env,
+        tag,
+        AgentOptions {
+            args: vec![
+                format!("--bootstrap-kubeconfig={}", boot.display()),
+                format!("--kubeconfig={}", dir.join("kubelet.conf").display()),
+                format!("--cert-dir={}", dir.join("pki").display()),
+            ],
+            config_yaml: Some(config.into()),
+            ..Default::default()
+        },
+    );
+    (a, token_id)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn bootstraps_a_client_certificate_through_an_approved_csr() {
     let Some(env) = NodeEnv::require() else { return };
     let cluster = TestCluster::start_tls().await.unwrap();
-    let token = cluster.create_bootstrap_token().await.unwrap();
-    let token_id = token.split('.').next().unwrap().to_owned();
-    let boot = cluster.bootstrap_kubeconfig(&token).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("kubelet.conf");
     let cert_dir = dir.path().join("pki");
-    let mut a = Agent::start(
-        Path::new(common::BIN),
-        &env,
-        "boot",
-        AgentOptions {
-            args: vec![
-                format!("--bootstrap-kubeconfig={}", boot.display()),
-                format!("--kubeconfig={}", kubeconfig.display()),
-                format!("--cert-dir={}", cert_dir.display()),
-            ],
-            config_yaml: Some(CONFIG.into()),
-            ..Default::default()
-        },
-    );
+    let (mut a, token_id) = bootstrapping_agent(&env, &cluster, dir.path(), "boot", CONFIG).await;
     let csrs: Api<CertificateSigningRequest> = Api::all(cluster.client.clone());
 
     // The agent asks for a node client certificate and waits: no kubeconfig until approval.
@@ -140,6 +156,76 @@ async fn bootstraps_a_client_certificate_through_an_approved_csr() {
     assert_eq!(csrs_of(&csrs, &token_id).await.len(), 1, "no new CSR after a restart with a valid certificate");
 
     a.terminate().await;
+    cluster.cleanup().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_rotation_static_pods_run_while_the_csr_waits() {
+    let Some(env) = NodeEnv::require() else { return };
+    let cluster = TestCluster::start_tls().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubelet.conf");
+    let pem = dir.path().join("pki/kubelet-client-current.pem");
+    let (mut a, token_id) = bootstrapping_agent(&env, &cluster, dir.path(), "bootrot", ROTATING).await;
+    let manifest = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: st\n  namespace: {}\nspec:\n  containers:\n  - name: app\n    image: {}\n    command: [sh, -c, 'trap \"exit 0\" TERM; while true; do sleep 1; done']\n",
+        cluster.namespace, env.test_image
+    );
+    a.write_manifest("st.yaml", &manifest);
+    let csrs: Api<CertificateSigningRequest> = Api::all(cluster.client.clone());
+    let csr = wait_for("a CSR from the bootstrap token", Duration::from_secs(30), || async {
+        csrs_of(&csrs, &token_id).await.pop().ok_or_else(|| format!("no CSR yet\n{}", common::tail(&a.log())))
+    })
+    .await;
+
+    // Nothing approved it yet, and the static pod runs anyway.
+    wait_for("static pod running before the certificate", Duration::from_secs(60), || async {
+        let p = a.pod("st").await?;
+        match p.status.as_ref().and_then(|s| s.phase.as_deref()) {
+            Some("Running") => Ok(()),
+            other => Err(format!("{other:?}\n{}", common::tail(&a.log()))),
+        }
+    })
+    .await;
+    assert!(!pem.exists(), "a certificate before approval");
+    // Upstream writes the kubeconfig at once, pointing at where the certificate will be.
+    let kc = std::fs::read_to_string(&kubeconfig).expect("kubeconfig written before approval");
+    assert!(kc.contains(&pem.display().to_string()), "{kc}");
+    let nodes: Api<Node> = Api::all(cluster.client.clone());
+    assert!(nodes.get_opt(&a.node).await.unwrap().is_none(), "registered without credentials");
+
+    // Approved: the agent switches to its certificate, registers and mirrors its static pod.
+    cluster.approve_csr(&csr.metadata.name.clone().unwrap()).await.unwrap();
+    wait_for("node registered and Ready after approval", Duration::from_secs(60), || async {
+        match nodes.get_opt(&a.node).await {
+            Ok(Some(n)) if ready(&n) => Ok(()),
+            other => Err(format!("{:?}\n{}", other.map(|n| n.map(|n| n.status)), common::tail(&a.log()))),
+        }
+    })
+    .await;
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
+    let mirror = a.pod_name("st");
+    wait_for("mirror pod of the static pod", Duration::from_secs(30), || async {
+        match pods.get_opt(&mirror).await {
+            Ok(Some(_)) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    assert!(pem.exists());
+    if let Some(server) = &cluster.server {
+        let node_user = format!("system:node:{}", a.node);
+        let creates: Vec<_> = server
+            .requests()
+            .into_iter()
+            .filter(|r| r.method == "POST" && r.path == "/api/v1/nodes" && r.status < 300)
+            .map(|r| r.user)
+            .collect();
+        assert_eq!(creates, [Some(node_user)], "the node is created once, as the node");
+    }
+    assert!(a.is_running());
+    a.remove_manifest("st.yaml");
+    a.cleanup().await;
     cluster.cleanup().await.unwrap();
 }
 

@@ -301,3 +301,29 @@ fn kubeconfig_keeps_inline_ca_data_when_there_is_no_ca_file() {
     let err = write_kubeconfig(&no_context, Path::new("/boot.conf"), &out, Path::new("/p.pem")).unwrap_err();
     assert_eq!(err.to_string(), "kubeconfig /boot.conf: no cluster in the current context");
 }
+
+#[tokio::test]
+async fn background_bootstrap_writes_the_kubeconfig_first_and_is_skipped_once_valid() {
+    let node = Node::new();
+    let (_, boot_path) = node.bootstrap_kubeconfig();
+    let kubeconfig = node.path("kubelet.conf");
+    let cert_dir = node.path("pki");
+    assert!(prepare_background(&kubeconfig, None, &cert_dir, "node-a").unwrap().is_none(), "no bootstrap kubeconfig");
+
+    // No certificate yet: the kubeconfig is written now, pointing at where it will be.
+    let pending = prepare_background(&kubeconfig, Some(&boot_path), &cert_dir, "node-a").unwrap();
+    assert!(pending.is_some());
+    let kc = read_kubeconfig(&kubeconfig).unwrap();
+    let pem = cert_dir.join("kubelet-client-current.pem").display().to_string();
+    let user = current_user(&kc).unwrap();
+    assert_eq!(user.client_certificate.as_deref(), Some(pem.as_str()));
+    assert_eq!(user.client_key.as_deref(), Some(pem.as_str()));
+    assert_eq!(current_cluster(&kc).unwrap().server.as_deref(), Some("https://10.0.0.1:6443"));
+    assert_eq!(std::fs::metadata(&kubeconfig).unwrap().permissions().mode() & 0o777, 0o600);
+    // A restart before the certificate came: still pending (the kubeconfig names a missing file).
+    assert!(prepare_background(&kubeconfig, Some(&boot_path), &cert_dir, "node-a").unwrap().is_some());
+
+    // Once a certificate is stored, nothing is pending.
+    node.bootstrap().await.unwrap();
+    assert!(prepare_background(&kubeconfig, Some(&boot_path), &cert_dir, "node-a").unwrap().is_none());
+}

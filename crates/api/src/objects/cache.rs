@@ -1,6 +1,8 @@
 //! A per-object cache with a TTL (upstream's `Cache` change detection strategy): an object is
 //! fetched again once its copy is older than the TTL. Absent objects are not cached, so a pod
-//! waiting for one sees it on the next sync after it is created.
+//! waiting for one sees it on the next sync after it is created. A fetch that fails returns the
+//! stale copy when there is one, as upstream's object store does: an API server that is away
+//! does not take away what the kubelet already knew.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -37,7 +39,16 @@ impl<V: Clone> TtlCache<V> {
         {
             return Ok(Some(v.clone()));
         }
-        let fetched = fetch().await?;
+        let fetched = match fetch().await {
+            Ok(fetched) => fetched,
+            Err(e) => match self.lock().get(&key) {
+                Some((_, stale)) => {
+                    tracing::debug!(key = %key, "serving a stale copy: {e}");
+                    return Ok(Some(stale.clone()));
+                }
+                None => return Err(e),
+            },
+        };
         let now = Instant::now();
         let mut entries = self.lock();
         entries.retain(|_, (at, _)| now.duration_since(*at) < self.ttl);
@@ -84,7 +95,7 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn absent_objects_and_errors_are_not_cached() {
+    async fn absent_objects_are_not_cached_and_failed_fetches_serve_stale_copies() {
         let cache: TtlCache<u32> = TtlCache::new(Duration::from_secs(60));
         assert_eq!(cache.get("a".into(), || async { Ok(None) }).await.unwrap(), None);
         assert_eq!(cache.get("a".into(), || async { Ok(Some(7)) }).await.unwrap(), Some(7));
@@ -92,7 +103,11 @@ mod tests {
         // Served from the cache: the failing fetch is not called.
         assert_eq!(cache.get("a".into(), err).await.unwrap(), Some(7));
         tokio::time::advance(Duration::from_secs(61)).await;
-        assert!(cache.get("a".into(), err).await.is_err());
+        assert_eq!(cache.get("a".into(), err).await.unwrap(), Some(7), "stale copy while fetches fail");
+        assert_eq!(cache.get("a".into(), || async { Ok(Some(8)) }).await.unwrap(), Some(8), "fetched once they work");
+        tokio::time::advance(Duration::from_secs(61)).await;
         assert_eq!(cache.get("a".into(), || async { Ok(None) }).await.unwrap(), None);
+        assert!(cache.get("a".into(), err).await.is_err(), "nothing to fall back on once it was gone");
+        assert!(cache.get("b".into(), err).await.is_err(), "nor for what was never fetched");
     }
 }

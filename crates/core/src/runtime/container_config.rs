@@ -11,6 +11,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Container, EnvVar, EnvVarSource, Pod
 
 use crate::runtime::labels::{container_annotations, container_labels};
 use crate::runtime::sandbox::namespace_options;
+use crate::source::is_static_pod;
 use crate::volume::fieldpath::{
     NodeAllocatable, container_resource_value, extract_field_path, resource_value_by_container_name,
 };
@@ -85,13 +86,25 @@ pub async fn fetch_env_objects(
             out.secrets.insert(name.clone(), s);
         }
     }
-    let list_failed = |e: ::api::objects::ObjectError| {
-        tracing::warn!(pod = %crate::events::pod_key(pod), "listing services for env: {e}");
-        ConfigError("failed to list services when setting up env vars".into())
-    };
-    out.services = objects.services(MASTER_SERVICE_NAMESPACE).await.map_err(list_failed)?;
+    let mut namespaces = vec![MASTER_SERVICE_NAMESPACE];
     if service_links_enabled(pod) && ns != MASTER_SERVICE_NAMESPACE {
-        out.services.extend(objects.services(ns).await.map_err(list_failed)?);
+        namespaces.push(ns);
+    }
+    for namespace in namespaces {
+        match objects.services(namespace).await {
+            Ok(services) => out.services.extend(services),
+            // Static pods do not wait for the API server (upstream reads its service cache,
+            // empty until the first list, and only holds API pods back until then): a static
+            // pod on a node whose API server is away or that has no credentials yet starts
+            // without service variables.
+            Err(e) if is_static_pod(pod) => {
+                tracing::warn!(pod = %crate::events::pod_key(pod), "static pod starts without service env vars: {e}");
+            }
+            Err(e) => {
+                tracing::warn!(pod = %crate::events::pod_key(pod), "listing services for env: {e}");
+                return Err(ConfigError("failed to list services when setting up env vars".into()));
+            }
+        }
     }
     Ok(out)
 }
@@ -736,5 +749,11 @@ mod tests {
         assert_eq!(err.0, "failed to get configmap ns/cfg: connection refused");
         let err = fetch_env_objects(Some(&fake), &pod(), &container(vec![])).await.unwrap_err();
         assert_eq!(err.0, "failed to list services when setting up env vars");
+        // A static pod is not held back by services it cannot list.
+        let mut static_pod = pod();
+        static_pod.metadata.annotations =
+            Some([(crate::source::CONFIG_SOURCE_ANNOTATION.to_string(), "file".to_string())].into());
+        let objs = fetch_env_objects(Some(&fake), &static_pod, &container(vec![])).await.unwrap();
+        assert!(objs.services.is_empty());
     }
 }
