@@ -77,13 +77,6 @@ impl Backoff {
     }
 }
 
-/// Go's `time.Duration.String()` for whole seconds and minutes ("10s", "1m20s", "5m0s"), as
-/// upstream prints backoff delays in messages.
-pub fn go_duration(d: Duration) -> String {
-    let secs = d.as_secs();
-    if secs >= 60 { format!("{}m{}s", secs / 60, secs % 60) } else { format!("{secs}s") }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,12 +118,5 @@ mod tests {
         assert!(b.get("pod1_a").is_none());
         b.forget_prefix("pod2");
         assert!(b.get("pod2_a").is_none());
-    }
-
-    #[test]
-    fn go_duration_format() {
-        assert_eq!(go_duration(S(10)), "10s");
-        assert_eq!(go_duration(S(80)), "1m20s");
-        assert_eq!(go_duration(S(300)), "5m0s");
     }
 }

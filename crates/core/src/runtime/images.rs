@@ -8,6 +8,7 @@ use cri::{ImageService, api};
 use k8s_openapi::api::core::v1::{Container, Pod};
 
 use crate::clock::Clock;
+use crate::config::format_duration;
 use crate::container::WaitingReason;
 use crate::events::{EventRecorder, EventType, container_event};
 use crate::runtime::backoff::Backoff;
@@ -93,13 +94,22 @@ impl ImageManager {
         let started = tokio::time::Instant::now();
         match self.images.pull_image(spec, None, Some(sandbox.clone())).await {
             Ok(image_ref) => {
-                let took = started.elapsed();
+                // Upstream truncates to milliseconds and prints Go durations; pulls here are not
+                // queued, so the time including waiting is the pull's.
+                let took = format_duration(Duration::from_millis(
+                    u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+                ));
+                // Upstream reads the size afterwards too, and prints 0 when it cannot.
+                let by_ref = api::ImageSpec { image: image_ref.clone(), ..Default::default() };
+                let size = self.images.image_status(by_ref).await.ok().flatten().map_or(0, |i| i.size);
                 self.recorder.record(container_event(
                     pod,
                     &c.name,
                     EventType::Normal,
                     "Pulled",
-                    format!("Successfully pulled image {image:?} in {took:.3?} ({took:.3?} including waiting)"),
+                    format!(
+                        "Successfully pulled image {image:?} in {took} ({took} including waiting). Image size: {size} bytes."
+                    ),
                 ));
                 if let Ok(mut b) = self.backoff.lock() {
                     b.forget_prefix(&key);

@@ -10,13 +10,14 @@ use cri::{RuntimeService, api};
 use k8s_openapi::api::core::v1::{Container, Pod};
 
 use crate::clock::{Clock, from_nanos};
+use crate::config::format_duration;
 use crate::container::{
     ContainerRuntimeStatus, ContainerState, PodRuntimeStatus, SandboxRuntimeStatus, SyncReasons, WaitingReason,
 };
 use crate::events::{EventRecorder, EventType, container_event, pod_event, pod_key};
 use crate::pod_dirs::PodDirs;
 use crate::runtime::actions::compute_pod_actions;
-use crate::runtime::backoff::{Backoff, go_duration};
+use crate::runtime::backoff::Backoff;
 use crate::runtime::container_config::{EnvContext, fetch_env_objects, generate_container_config, make_env};
 use crate::runtime::images::ImageManager;
 use crate::runtime::labels::{self, uid_of};
@@ -313,7 +314,7 @@ impl RuntimeManager {
                 let delay = b.get(&key).unwrap_or_default();
                 let message = format!(
                     "back-off {} restarting failed container={} pod={}_{}({})",
-                    go_duration(delay),
+                    format_duration(delay),
                     c.name,
                     pod.metadata.name.as_deref().unwrap_or_default(),
                     pod.metadata.namespace.as_deref().unwrap_or_default(),

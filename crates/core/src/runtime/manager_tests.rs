@@ -101,6 +101,16 @@ async fn new_pod_runs_sandbox_pull_create_start() {
     for want in ["Pulling", "Pulled", "Created", "Started"] {
         assert!(reasons.contains(&want), "{want} in {reasons:?}");
     }
+    // Upstream's message: Go durations truncated to milliseconds, and the image's size.
+    let pulled = h.events.events().into_iter().find(|e| e.reason == "Pulled").expect("a Pulled event");
+    let size = 1_000_000 + "docker.io/library/busybox:1.36".len();
+    let rest = pulled.message.strip_prefix("Successfully pulled image \"busybox:1.36\" in ").expect(&pulled.message);
+    let (took, rest) = rest.split_once(' ').expect(&pulled.message);
+    assert_eq!(rest, format!("({took} including waiting). Image size: {size} bytes."));
+    // A Go duration ("0s", "12ms", "1.234s") in whole milliseconds.
+    let d = crate::config::parse_duration(took).expect(took);
+    assert_eq!(crate::config::format_duration(d), took);
+    assert_eq!(d.subsec_nanos() % 1_000_000, 0, "truncated to milliseconds: {took}");
 }
 
 #[tokio::test]
