@@ -78,12 +78,28 @@ pub(crate) fn given_node_ips(cfg: &KubeletConfiguration) -> Vec<String> {
         .collect()
 }
 
-fn node_ips(cfg: &KubeletConfiguration) -> Vec<String> {
+/// `--node-ip`, else upstream's choice from the node name (an IP itself, its DNS answer, the
+/// default route: [`sys::node_info::choose_node_ip`]). The lookup is bounded to 10 s.
+async fn node_ips(cfg: &KubeletConfiguration, node: &str) -> Vec<String> {
     let given = given_node_ips(cfg);
     if !given.is_empty() {
         return given;
     }
-    sys::node_info::default_route_ipv4().map(|ip| vec![ip.to_string()]).unwrap_or_default()
+    let lookup = tokio::net::lookup_host((node, 0));
+    let resolved: Vec<std::net::IpAddr> = match tokio::time::timeout(Duration::from_secs(10), lookup).await {
+        Ok(Ok(addrs)) => addrs.map(|a| a.ip()).collect(),
+        Ok(Err(e)) => {
+            tracing::debug!(node, "node name does not resolve: {e}");
+            Vec::new()
+        }
+        Err(_) => {
+            tracing::warn!(node, "looking up the node name timed out; using the default route's address");
+            Vec::new()
+        }
+    };
+    let local = sys::node_info::local_addresses();
+    let chosen = sys::node_info::choose_node_ip(node, &resolved, &local, sys::node_info::default_route_ipv4());
+    chosen.map(|ip| vec![ip.to_string()]).unwrap_or_default()
 }
 
 fn host_resolver(path: &str) -> anyhow::Result<Option<HostResolver>> {
@@ -164,7 +180,7 @@ pub async fn run(cfg: KubeletConfiguration) -> anyhow::Result<()> {
     }
 
     let clock = Arc::new(RealClock);
-    let node_ips = node_ips(&cfg);
+    let node_ips = node_ips(&cfg, &node).await;
     // Cluster mode: the API side starts before pods are synced so that events and statuses of
     // the first syncs reach the API server.
     if cfg.bootstrap_kubeconfig.is_some() && cfg.kubeconfig.is_none() {

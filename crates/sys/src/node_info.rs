@@ -110,9 +110,57 @@ pub fn default_route_ipv4() -> Option<std::net::Ipv4Addr> {
     })
 }
 
+/// Every IP address assigned to an interface of this host.
+pub fn local_addresses() -> Vec<std::net::IpAddr> {
+    let Ok(addrs) = nix::ifaddrs::getifaddrs() else { return Vec::new() };
+    addrs
+        .filter_map(|a| {
+            let sa = a.address?;
+            sa.as_sockaddr_in()
+                .map(|s| std::net::IpAddr::V4(s.ip()))
+                .or_else(|| sa.as_sockaddr_in6().map(|s| std::net::IpAddr::V6(s.ip())))
+        })
+        .collect()
+}
+
+/// Upstream's node IP without `--node-ip` (nodestatus `NodeAddress`): the hostname itself when
+/// it is an IP; else the first IPv4 address the node name resolves to that is usable (not
+/// loopback, link-local, multicast or unspecified, and assigned to this host — so Debian's
+/// `127.0.1.1 <hostname>` line is passed over); else the default route's interface address.
+pub fn choose_node_ip(
+    hostname: &str,
+    resolved: &[std::net::IpAddr],
+    local: &[std::net::IpAddr],
+    default_route: Option<std::net::Ipv4Addr>,
+) -> Option<std::net::IpAddr> {
+    if let Ok(ip) = hostname.parse::<std::net::IpAddr>() {
+        return Some(ip);
+    }
+    let usable = |ip: &std::net::IpAddr| match ip {
+        std::net::IpAddr::V4(v4) => {
+            !v4.is_loopback() && !v4.is_link_local() && !v4.is_multicast() && !v4.is_unspecified() && local.contains(ip)
+        }
+        std::net::IpAddr::V6(_) => false,
+    };
+    resolved.iter().copied().find(usable).or(default_route.map(std::net::IpAddr::V4))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn node_ip_from_hostname_then_dns_then_default_route() {
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        let local = [ip("127.0.0.1"), ip("10.0.0.5"), ip("192.168.1.9"), ip("fe80::1"), ip("169.254.3.3")];
+        let route = Some("192.168.1.9".parse().unwrap());
+        assert_eq!(choose_node_ip("10.9.9.9", &[], &local, route), Some(ip("10.9.9.9")), "a hostname that is an IP");
+        // Debian's 127.0.1.1, a link-local, an IPv6 and an address of another host are passed over.
+        let resolved = [ip("127.0.1.1"), ip("169.254.3.3"), ip("fe80::1"), ip("10.0.0.77"), ip("10.0.0.5")];
+        assert_eq!(choose_node_ip("node-a", &resolved, &local, route), Some(ip("10.0.0.5")));
+        assert_eq!(choose_node_ip("node-a", &resolved[..4], &local, route), Some(ip("192.168.1.9")), "default route");
+        assert_eq!(choose_node_ip("node-a", &[], &local, None), None);
+    }
 
     #[test]
     fn meminfo_and_os_release() {
