@@ -18,7 +18,8 @@ use crate::events::{EventRecorder, EventType, container_event, pod_event, pod_ke
 use crate::pod_dirs::PodDirs;
 use crate::runtime::actions::compute_pod_actions;
 use crate::runtime::backoff::Backoff;
-use crate::runtime::container_config::{EnvContext, fetch_env_objects, generate_container_config, make_env};
+use crate::runtime::container_config::generate_container_config;
+use crate::runtime::env::{EnvContext, fetch_env_objects, make_env};
 use crate::runtime::images::ImageManager;
 use crate::runtime::labels::{self, uid_of};
 use crate::runtime::sandbox::{RuntimeSettings, generate_sandbox_config, pod_hostname, pod_logs_dir};

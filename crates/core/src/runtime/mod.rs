@@ -4,6 +4,7 @@ pub mod actions;
 pub mod backoff;
 pub mod container_config;
 pub mod dns;
+pub mod env;
 pub mod images;
 pub mod labels;
 pub mod manager;
