@@ -10,6 +10,7 @@ use std::time::Duration;
 use kube::client::ClientBuilder;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use tokio::time::{Instant, Sleep};
+use tokio_util::sync::CancellationToken;
 use tower::{Layer, Service};
 
 /// The user agent of every request: `rkubelet/<version>`.
@@ -84,9 +85,10 @@ async fn config(path: &Path) -> Result<kube::Config, ClientError> {
 
 /// A client that follows credential changes: every time `changes` fires (a rotated client
 /// certificate), the kubeconfig at `path` is read again and new requests go through a client
-/// built from it, so they open connections with the new credentials. Requests and watches
-/// already under way finish on the connections they have. A kubeconfig that cannot be read
-/// after a change keeps the previous client, with an error logged. The rate limit is shared
+/// built from it, so they open connections with the new credentials. Responses still streaming
+/// from the old client — watches above all — are cut with an error, so their owners reconnect
+/// with the new identity (upstream closes every connection on rotation). A kubeconfig that cannot
+/// be read after a change keeps the previous client, with an error logged. The rate limit is shared
 /// across rebuilds. Must be called inside a Tokio runtime; follows changes until the sender
 /// of `changes` is dropped.
 pub async fn reloading_from_kubeconfig<T: Send + Sync + 'static>(
@@ -107,7 +109,7 @@ pub fn reloading<T: Send + Sync + 'static>(
     mut changes: tokio::sync::watch::Receiver<T>,
 ) -> kube::Client {
     let default_ns = first.default_namespace().to_owned();
-    let current = Arc::new(std::sync::RwLock::new(first));
+    let current = Arc::new(std::sync::RwLock::new((first, CancellationToken::new())));
     let service = Reloading { current: current.clone() };
     let path = path.to_owned();
     changes.mark_unchanged();
@@ -115,7 +117,11 @@ pub fn reloading<T: Send + Sync + 'static>(
         while changes.changed().await.is_ok() {
             match unlimited(&path).await {
                 Ok(client) => {
-                    *current.write().unwrap_or_else(std::sync::PoisonError::into_inner) = client;
+                    let (_, old) = std::mem::replace(
+                        &mut *current.write().unwrap_or_else(std::sync::PoisonError::into_inner),
+                        (client, CancellationToken::new()),
+                    );
+                    old.cancel();
                     tracing::info!(kubeconfig = %path.display(), "new credentials: API requests use a new client");
                 }
                 Err(e) => {
@@ -127,14 +133,15 @@ pub fn reloading<T: Send + Sync + 'static>(
     ClientBuilder::new(service, default_ns).with_layer(&RateLimitLayer::new(opts)).build()
 }
 
-/// Sends each request through the client currently in `current`.
+/// Sends each request through the client currently in `current`; its token is cancelled when
+/// that client is replaced.
 #[derive(Clone)]
 struct Reloading {
-    current: Arc<std::sync::RwLock<kube::Client>>,
+    current: Arc<std::sync::RwLock<(kube::Client, CancellationToken)>>,
 }
 
 impl Service<http::Request<kube::client::Body>> for Reloading {
-    type Response = http::Response<kube::client::Body>;
+    type Response = http::Response<CutOnRotation>;
     type Error = kube::Error;
     type Future = Pin<Box<dyn std::future::Future<Output = Result<Self::Response, kube::Error>> + Send>>;
 
@@ -143,8 +150,46 @@ impl Service<http::Request<kube::client::Body>> for Reloading {
     }
 
     fn call(&mut self, req: http::Request<kube::client::Body>) -> Self::Future {
-        let client = self.current.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
-        Box::pin(async move { client.send(req).await })
+        let (client, rotated) = self.current.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        Box::pin(async move {
+            let response = client.send(req).await?;
+            Ok(response.map(|body| CutOnRotation { body, rotated: Box::pin(rotated.cancelled_owned()) }))
+        })
+    }
+}
+
+/// A response body that ends with an error once the credentials it was requested with are
+/// replaced.
+struct CutOnRotation {
+    body: kube::client::Body,
+    rotated: Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>,
+}
+
+/// The error a response cut by a credential change ends with.
+#[derive(Debug, thiserror::Error)]
+#[error("connection closed: the client credentials were rotated")]
+struct CredentialsRotated;
+
+impl http_body::Body for CutOnRotation {
+    type Data = bytes::Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        // What has arrived is delivered; a body waiting for more is cut once rotated.
+        match Pin::new(&mut self.body).poll_frame(cx) {
+            Poll::Ready(frame) => Poll::Ready(frame.map(|f| f.map_err(Into::into))),
+            Poll::Pending if self.rotated.as_mut().poll(cx).is_ready() => {
+                Poll::Ready(Some(Err(Box::new(CredentialsRotated))))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
     }
 }
 

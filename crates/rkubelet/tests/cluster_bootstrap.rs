@@ -11,6 +11,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
 
+use futures::StreamExt;
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, ListParams};
@@ -255,7 +256,22 @@ async fn reloading_client_uses_rotated_credentials() {
     let _ = nodes.get_opt("probe").await;
     assert_eq!(last_user().as_deref(), Some("system:node:before"), "reloaded without a change signal");
 
+    // A watch opened with the old identity is cut by the change, so its owner reconnects as the
+    // new one.
+    let mut watch = nodes.watch(&kube::api::WatchParams::default(), "0").await.unwrap().boxed();
     tx.send_replace(1);
+    let end = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match watch.next().await {
+                Some(Ok(_)) => continue,
+                other => return other.map(|r| r.map(|_| ())),
+            }
+        }
+    })
+    .await
+    .expect("the old identity's watch still open 10 s after the change");
+    let err = end.expect("the watch ends with an error, not quietly").unwrap_err();
+    assert!(format!("{err:?}").to_lowercase().contains("rotated"), "{err:?}");
     wait_for("requests as the rotated identity", Duration::from_secs(10), || async {
         let _ = nodes.get_opt("probe").await;
         match last_user() {
