@@ -53,6 +53,10 @@ struct State {
     fail_pull: HashMap<String, String>,
     injected: HashMap<&'static str, VecDeque<Error>>,
     exec_results: HashMap<String, api::ExecSyncResponse>,
+    /// What `ExecSync` answers for containers without a result of their own.
+    default_exec: api::ExecSyncResponse,
+    /// The timeout of the last `StopContainer` per container.
+    stop_timeouts: HashMap<String, i64>,
     calls: Vec<String>,
 }
 
@@ -100,6 +104,8 @@ impl FakeRuntime {
                 fail_pull: HashMap::new(),
                 injected: HashMap::new(),
                 exec_results: HashMap::new(),
+                default_exec: api::ExecSyncResponse::default(),
+                stop_timeouts: HashMap::new(),
                 calls: Vec::new(),
             }),
         }
@@ -182,6 +188,17 @@ impl FakeRuntime {
     /// The response `ExecSync` gives for this container from now on (default: exit 0, no output).
     pub fn set_exec_result(&self, container_id: &str, response: api::ExecSyncResponse) {
         self.lock().exec_results.insert(container_id.to_string(), response);
+    }
+
+    /// The response `ExecSync` gives for containers without one set by `set_exec_result`
+    /// (default: exit 0, no output).
+    pub fn set_default_exec_result(&self, response: api::ExecSyncResponse) {
+        self.lock().default_exec = response;
+    }
+
+    /// The timeout (seconds) the last `StopContainer` of this container was given.
+    pub fn stop_timeout(&self, container_id: &str) -> Option<i64> {
+        self.lock().stop_timeouts.get(container_id).copied()
     }
 
     /// Sets (or adds) a runtime condition reported by `Status` (e.g. "NetworkReady" false).
@@ -605,6 +622,7 @@ impl RuntimeService for FakeRuntime {
     async fn stop_container(&self, container_id: &str, timeout_secs: i64) -> Result<()> {
         const OP: &str = "StopContainer";
         let mut s = self.begin(OP, container_id)?;
+        s.stop_timeouts.insert(container_id.to_string(), timeout_secs);
         let now = s.stamp();
         let c = s.container_mut(OP, container_id)?;
         if c.state == ContainerState::ContainerRunning {
@@ -656,7 +674,7 @@ impl RuntimeService for FakeRuntime {
             let message = format!("failed to exec in container: container is in {} state", state_name(state));
             return Err(rpc(OP, container_id, Code::Unknown, message));
         }
-        Ok(s.exec_results.get(container_id).cloned().unwrap_or_default())
+        Ok(s.exec_results.get(container_id).cloned().unwrap_or_else(|| s.default_exec.clone()))
     }
 }
 

@@ -527,3 +527,40 @@ async fn sigterm_exits_cleanly_and_leaves_pods_running() {
     assert_eq!(running.len(), 1, "the pod's container keeps running after the kubelet stops");
     a.cleanup().await;
 }
+
+#[tokio::test]
+async fn lifecycle_hooks_run_after_start_and_before_stop() {
+    let Some(env) = NodeEnv::require() else { return };
+    let a = agent(&env, "hooks");
+    let out = tempfile::tempdir().expect("tmp");
+    let body = format!(
+        "  terminationGracePeriodSeconds: 10\n  volumes:\n  - name: out\n    hostPath: {{path: {}}}\n  containers:\n  - name: app\n    image: IMAGE\n    command: ['sh', '-c', 'trap \"exit 0\" TERM; while true; do sleep 0.2; done']\n    volumeMounts:\n    - {{name: out, mountPath: /out}}\n    lifecycle:\n      postStart:\n        exec: {{command: ['sh', '-c', 'echo started > /out/post-start']}}\n      preStop:\n        exec: {{command: ['sh', '-c', 'echo stopping > /out/pre-stop']}}\n",
+        out.path().display()
+    );
+    a.write_manifest("hooks.yaml", &manifest("hooks", &env.test_image, &body));
+    wait_running(&a, "hooks", &["app"], Duration::from_secs(60)).await;
+    assert_eq!(std::fs::read_to_string(out.path().join("post-start")).expect("postStart ran"), "started\n");
+    assert!(!out.path().join("pre-stop").exists(), "preStop before any stop");
+    a.remove_manifest("hooks.yaml");
+    wait_for("preStop ran on removal", Duration::from_secs(30), || async {
+        std::fs::read_to_string(out.path().join("pre-stop")).map_err(|e| format!("{e}\n{}", tail(&a.log())))
+    })
+    .await;
+
+    // A postStart hook that fails: the container is killed and restarted, with upstream's reason.
+    let failing = "  terminationGracePeriodSeconds: 2\n  containers:\n  - name: app\n    image: IMAGE\n    command: ['sh', '-c', 'sleep 3600']\n    lifecycle:\n      postStart:\n        exec: {command: ['sh', '-c', 'echo no config >&2; exit 3']}\n";
+    a.write_manifest("badhook.yaml", &manifest("badhook", &env.test_image, failing));
+    wait_for("container killed after its postStart hook failed", Duration::from_secs(90), || async {
+        let p = a.pod("badhook").await?;
+        let c = cstatus(&p, "app").ok_or("no status yet")?;
+        let log = a.log();
+        if c.restart_count >= 1 && log.contains("FailedPostStartHook") && log.contains("exited with 3: no config") {
+            Ok(())
+        } else {
+            Err(format!("{c:?}\n{}", tail(&log)))
+        }
+    })
+    .await;
+    a.remove_manifest("badhook.yaml");
+    a.cleanup().await;
+}

@@ -20,6 +20,7 @@ use crate::runtime::actions::compute_pod_actions;
 use crate::runtime::backoff::Backoff;
 use crate::runtime::container_config::generate_container_config;
 use crate::runtime::env::{EnvContext, fetch_env_objects, make_env};
+use crate::runtime::hooks::run_hook;
 use crate::runtime::images::ImageManager;
 use crate::runtime::labels::{self, uid_of};
 use crate::runtime::sandbox::{RuntimeSettings, generate_sandbox_config, pod_hostname, pod_logs_dir};
@@ -185,9 +186,9 @@ impl RuntimeManager {
                 return result;
             }
         } else {
+            let pod_ip = status.ips().first().map(String::as_str);
             for (id, name, why) in &actions.containers_to_kill {
-                self.recorder.record(container_event(pod, name, EventType::Normal, "Killing", why.clone()));
-                self.stop_container(pod, id, name, grace_period(pod)).await;
+                self.kill_container(pod, name, id, grace_period(pod), why.clone(), pod_ip).await;
             }
         }
 
@@ -404,10 +405,58 @@ impl RuntimeManager {
             "Started",
             format!("Started container {}", c.name),
         ));
+        if let Some(hook) = c.lifecycle.as_ref().and_then(|l| l.post_start.as_ref()) {
+            let pod_ip = ctx.pod_ips.first().map(String::as_str);
+            if let Err(message) = run_hook(self.runtime.as_ref(), pod, c, &id, pod_ip, hook).await {
+                tracing::warn!(pod = %pod_key(pod), container = %c.name, "{message}");
+                // The hook's output stays out of the event (it may hold secrets), as upstream.
+                self.recorder.record(container_event(
+                    pod,
+                    &c.name,
+                    EventType::Warning,
+                    "FailedPostStartHook",
+                    "PostStartHook failed",
+                ));
+                self.kill_container(pod, &c.name, &id, grace_period(pod), "FailedPostStartHook".into(), pod_ip).await;
+                let reason = WaitingReason { reason: POST_START_HOOK_ERROR.into(), message };
+                result.wait(&c.name, reason, Some(FAILURE_REQUEUE));
+                return;
+            }
+        }
         result.reasons.remove(&c.name);
     }
 
-    async fn stop_container(&self, pod: &Pod, id: &str, name: &str, grace: i64) {
+    /// Upstream's `killContainer`: a `Killing` event with `message`, the container's preStop
+    /// hook (if any and `grace` > 0) within `grace` seconds — its time is taken from the grace
+    /// period, leaving at least 2 s —, then CRI StopContainer with what is left.
+    async fn kill_container(&self, pod: &Pod, name: &str, id: &str, grace: i64, message: String, pod_ip: Option<&str>) {
+        self.recorder.record(container_event(pod, name, EventType::Normal, "Killing", message));
+        let mut grace = grace;
+        let spec = pod_containers(pod).find(|c| c.name == name);
+        if let Some((c, hook)) = spec.and_then(|c| Some((c, c.lifecycle.as_ref()?.pre_stop.as_ref()?)))
+            && grace > 0
+        {
+            let started = tokio::time::Instant::now();
+            let limit = Duration::from_secs(u64::try_from(grace).unwrap_or(0));
+            match tokio::time::timeout(limit, run_hook(self.runtime.as_ref(), pod, c, id, pod_ip, hook)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(message)) => {
+                    tracing::warn!(pod = %pod_key(pod), container = %name, "{message}");
+                    self.recorder.record(container_event(
+                        pod,
+                        name,
+                        EventType::Warning,
+                        "FailedPreStopHook",
+                        "PreStopHook failed",
+                    ));
+                }
+                Err(_) => {
+                    tracing::info!(pod = %pod_key(pod), container = %name, "preStop hook not completed in grace period")
+                }
+            }
+            let spent = i64::try_from(started.elapsed().as_secs()).unwrap_or(i64::MAX);
+            grace = grace.saturating_sub(spent).max(MINIMUM_GRACE_PERIOD_SECONDS);
+        }
         match self.runtime.stop_container(id, grace).await {
             Ok(()) => {}
             Err(e) if e.is_not_found() => {}
@@ -422,17 +471,12 @@ impl RuntimeManager {
         let grace = grace.or(pod.map(grace_period)).unwrap_or(30);
         let running =
             status.containers.iter().filter(|c| matches!(c.state, ContainerState::Running | ContainerState::Created));
+        let pod_ip = status.ips().first().map(String::as_str);
         let stops = running.map(|c| async move {
             if let Some(pod) = pod {
-                self.recorder.record(container_event(
-                    pod,
-                    &c.name,
-                    EventType::Normal,
-                    "Killing",
-                    format!("Stopping container {}", c.name),
-                ));
-            }
-            if let Err(e) = self.runtime.stop_container(&c.id, grace).await
+                let message = format!("Stopping container {}", c.name);
+                self.kill_container(pod, &c.name, &c.id, grace, message, pod_ip).await;
+            } else if let Err(e) = self.runtime.stop_container(&c.id, grace).await
                 && !e.is_not_found()
             {
                 tracing::warn!(pod_uid = %status.uid, container = %c.name, "stopping container {}: {e}", c.id);
@@ -472,6 +516,22 @@ impl RuntimeManager {
         self.images.forget_pod(&status.uid);
         Ok(())
     }
+}
+
+/// What a container is given to stop after its preStop hook used up its grace period
+/// (upstream's `minimumGracePeriodInSeconds`).
+const MINIMUM_GRACE_PERIOD_SECONDS: i64 = 2;
+
+/// The waiting reason of a container whose postStart hook failed (upstream `ErrPostStartHook`).
+pub const POST_START_HOOK_ERROR: &str = "PostStartHookError";
+
+/// Every container of the pod's spec: init (sidecars included), regular.
+fn pod_containers(pod: &Pod) -> impl Iterator<Item = &Container> {
+    let spec = pod.spec.as_ref();
+    spec.and_then(|s| s.init_containers.as_ref())
+        .into_iter()
+        .flatten()
+        .chain(spec.map(|s| s.containers.iter()).into_iter().flatten())
 }
 
 /// The pod's grace period: a deletion grace period when one was set, else the spec's (30 s).

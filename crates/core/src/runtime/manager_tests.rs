@@ -197,3 +197,85 @@ async fn kill_and_remove_leave_nothing() {
     assert!(h.fake.list_pod_sandbox(None).await.expect("list").is_empty());
     assert!(h.fake.list_containers(None).await.expect("list").is_empty());
 }
+
+/// `pod` with `lifecycle` (JSON) on its container and the given termination grace period.
+fn pod_with_lifecycle(lifecycle: serde_json::Value, grace: i64) -> Pod {
+    let mut p = pod("Always", "busybox:1.36");
+    if let Some(spec) = p.spec.as_mut() {
+        spec.termination_grace_period_seconds = Some(grace);
+        spec.containers[0].lifecycle = Some(serde_json::from_value(lifecycle).expect("lifecycle"));
+    }
+    p
+}
+
+/// Runs a pod with a preStop `hook` and `grace`, kills it; returns how long the kill took and
+/// the timeout StopContainer was given.
+async fn kill_with_pre_stop(hook: serde_json::Value, grace: i64) -> (Duration, Option<i64>) {
+    let h = harness();
+    let uid = "0123456789abcdef";
+    let p = pod_with_lifecycle(serde_json::json!({ "preStop": hook }), grace);
+    let rt = h.manager.get_pod_status(uid).await.expect("status");
+    h.manager.sync_pod(&p, &rt).await;
+    let rt = h.manager.get_pod_status(uid).await.expect("status");
+    let started = tokio::time::Instant::now();
+    h.manager.kill_pod(Some(&p), &rt, None).await;
+    (started.elapsed(), h.fake.stop_timeout(&rt.containers[0].id))
+}
+
+#[tokio::test(start_paused = true)]
+async fn pre_stop_runs_before_stop_and_its_time_comes_off_the_grace_period() {
+    let (took, timeout) = kill_with_pre_stop(serde_json::json!({"sleep": {"seconds": 3}}), 10).await;
+    assert_eq!(took, Duration::from_secs(3), "the hook ran to its end first");
+    assert_eq!(timeout, Some(7), "10 s grace less the hook's 3 s");
+    // A hook longer than the grace period is cut short and the container still gets 2 s.
+    let (took, timeout) = kill_with_pre_stop(serde_json::json!({"sleep": {"seconds": 60}}), 5).await;
+    assert_eq!(took, Duration::from_secs(5));
+    assert_eq!(timeout, Some(2), "upstream's minimum grace period");
+}
+
+#[tokio::test]
+async fn failing_pre_stop_is_an_event_and_the_container_stops_anyway() {
+    let h = harness();
+    let uid = "0123456789abcdef";
+    let p = pod_with_lifecycle(serde_json::json!({"preStop": {"exec": {"command": ["sh", "-c", "exit 1"]}}}), 10);
+    let rt = h.manager.get_pod_status(uid).await.expect("status");
+    h.manager.sync_pod(&p, &rt).await;
+    let rt = h.manager.get_pod_status(uid).await.expect("status");
+    let id = rt.containers[0].id.clone();
+    h.fake.set_exec_result(&id, cri::api::ExecSyncResponse { exit_code: 1, ..Default::default() });
+    h.fake.clear_calls();
+    h.manager.kill_pod(Some(&p), &rt, None).await;
+    let all = h.fake.calls();
+    let calls: Vec<&str> =
+        all.iter().filter_map(|c| c.split_whitespace().next()).filter(|op| !op.starts_with("List")).collect();
+    assert_eq!(calls[..2], ["ExecSync", "StopContainer"], "{calls:?}");
+    assert_eq!(h.fake.stop_timeout(&id), Some(10));
+    let failed = h.events.events().into_iter().find(|e| e.reason == "FailedPreStopHook").expect("FailedPreStopHook");
+    assert_eq!(failed.message, "PreStopHook failed", "the hook's output stays out of events");
+}
+
+#[tokio::test]
+async fn failing_post_start_kills_the_container_with_upstreams_reason() {
+    let h = harness();
+    let uid = "0123456789abcdef";
+    let p = pod_with_lifecycle(serde_json::json!({"postStart": {"exec": {"command": ["sh", "-c", "exit 2"]}}}), 10);
+    h.fake.set_default_exec_result(cri::api::ExecSyncResponse {
+        exit_code: 2,
+        stderr: b"no config\n".to_vec(),
+        ..Default::default()
+    });
+    let rt = h.manager.get_pod_status(uid).await.expect("status");
+    let r = h.manager.sync_pod(&p, &rt).await;
+    let why = r.reasons.get("app").expect("a waiting reason for app");
+    assert_eq!(why.reason, "PostStartHookError");
+    assert_eq!(
+        why.message,
+        "Exec lifecycle hook ([sh -c exit 2]) for Container \"app\" in Pod \"web-n1_default(0123456789abcdef)\" \
+         failed - error: command 'sh -c exit 2' exited with 2: no config\n, message: \"no config\\n\""
+    );
+    let rt = h.manager.get_pod_status(uid).await.expect("status");
+    assert_eq!(rt.containers[0].state, ContainerState::Exited, "killed after the failed hook");
+    let events: Vec<(&str, String)> = h.events.events().into_iter().map(|e| (e.reason, e.message)).collect();
+    assert!(events.contains(&("FailedPostStartHook", "PostStartHook failed".into())), "{events:?}");
+    assert!(events.contains(&("Killing", "FailedPostStartHook".into())), "{events:?}");
+}

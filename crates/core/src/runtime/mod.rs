@@ -5,6 +5,7 @@ pub mod backoff;
 pub mod container_config;
 pub mod dns;
 pub mod env;
+pub mod hooks;
 pub mod images;
 pub mod labels;
 pub mod manager;
