@@ -21,6 +21,7 @@ use crate::events::{EventRecorder, EventType};
 use crate::pleg::PlegEvent;
 use crate::pod_dirs::PodDirs;
 use crate::pod_workers::{PodSyncer, PodWorkers, SyncOutcome};
+use crate::prober::{ProbeManager, ProbeResult, ResultsManager, RuntimeHandlers, Update};
 use crate::runtime::labels;
 use crate::runtime::manager::RuntimeManager;
 use crate::runtime::sandbox::pod_logs_dir;
@@ -76,6 +77,8 @@ pub struct Kubelet {
     pub recorder: Arc<dyn EventRecorder>,
     pub clock: Arc<dyn Clock>,
     pub host_ip: Option<String>,
+    /// Liveness/readiness/startup workers; their results live in `runtime.probe_results()`.
+    pub probes: ProbeManager,
     reasons: Mutex<HashMap<String, SyncReasons>>,
 }
 
@@ -91,7 +94,14 @@ impl Kubelet {
         clock: Arc<dyn Clock>,
         host_ip: Option<String>,
     ) -> Self {
-        Self { runtime, cri, volumes, dirs, statuses, recorder, clock, host_ip, reasons: Mutex::default() }
+        let probes = ProbeManager::new(
+            runtime.probe_results().clone(),
+            statuses.clone(),
+            Arc::new(RuntimeHandlers::new(cri.clone())),
+            recorder.clone(),
+            clock.clone(),
+        );
+        Self { runtime, cri, volumes, dirs, statuses, recorder, clock, host_ip, probes, reasons: Mutex::default() }
     }
 
     fn now(&self) -> Time {
@@ -139,18 +149,29 @@ impl Kubelet {
         let uid = labels::uid_of(pod);
         let reasons = self.reasons.lock().ok().and_then(|r| r.get(uid).cloned()).unwrap_or_default();
         let old = self.statuses.get(uid);
+        let results = self.runtime.probe_results();
+        let passed = |r: &ResultsManager, id: &str| r.get(id).map(|r| r == ProbeResult::Success);
         let status = compute_pod_status(&StatusInput {
             pod,
             runtime: rt,
             reasons: &reasons,
             old: old.as_ref(),
-            readiness: &|_| None,
+            readiness: &|id| passed(&results.readiness, id),
+            startup: &|id| passed(&results.startup, id),
             host_ip: self.host_ip.as_deref(),
             pod_is_terminal: terminal,
             now: self.now(),
         });
         let phase = status.phase.clone();
         self.statuses.set(pod.clone(), status);
+        // Readiness probes of containers that just started run now rather than a period later.
+        let running: Vec<(String, String)> = rt
+            .containers
+            .iter()
+            .filter(|c| c.state == crate::container::ContainerState::Running)
+            .map(|c| (c.name.clone(), c.id.clone()))
+            .collect();
+        self.probes.trigger_pending_readiness(uid, &running);
         phase
     }
 }
@@ -185,6 +206,8 @@ impl PodSyncer for Kubelet {
     }
 
     async fn sync_terminating_pod(&self, uid: &str, pod: Option<&Pod>, grace: Option<i64>) -> Result<(), String> {
+        // Containers stopped on purpose must not look like liveness failures.
+        self.probes.stop_liveness_and_startup(uid);
         let rt = self.runtime.get_pod_status(uid).await.map_err(|e| e.to_string())?;
         self.runtime.kill_pod(pod, &rt, grace).await;
         let after = self.runtime.get_pod_status(uid).await.map_err(|e| e.to_string())?;
@@ -204,6 +227,9 @@ impl PodSyncer for Kubelet {
     }
 
     async fn sync_terminated_pod(&self, uid: &str, pod: Option<&Pod>, removed: bool) -> Result<(), String> {
+        if removed {
+            self.probes.remove_pod(uid);
+        }
         if !removed {
             // A completed pod keeps its containers (logs, status) until it is removed.
             self.volumes.teardown_pod_volumes(uid).await.map_err(|e| e.to_string())?;
@@ -285,11 +311,21 @@ pub struct SyncLoop {
     pub admission: Option<AdmissionContext>,
     /// Receives the static pods the kubelet wants, for the mirror pod sync.
     pub static_pods: Option<tokio::sync::watch::Sender<Vec<Arc<Pod>>>>,
+    /// Changed probe results (`ProbeResults::new`): each wakes its pod's worker.
+    pub probe_updates: Option<mpsc::UnboundedReceiver<Update>>,
+}
+
+/// The next probe update, or never without a channel.
+async fn next_probe_update(rx: &mut Option<mpsc::UnboundedReceiver<Update>>) -> Option<Update> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 impl SyncLoop {
     pub async fn run(
-        self,
+        mut self,
         mut sources: mpsc::Receiver<SourceSnapshot>,
         mut pleg: mpsc::Receiver<PlegEvent>,
         shutdown: CancellationToken,
@@ -298,6 +334,7 @@ impl SyncLoop {
         let mut desired: BTreeMap<String, Arc<Pod>> = BTreeMap::new();
         let mut rejected: HashSet<String> = HashSet::new();
         let mut sources_open = true;
+        let mut probe_updates = self.probe_updates.take();
         let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
         housekeeping.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
@@ -323,6 +360,10 @@ impl SyncLoop {
                     None => sources_open = false,
                 },
                 Some(ev) = pleg.recv() => self.workers.wake(&ev.pod_uid),
+                Some(u) = next_probe_update(&mut probe_updates) => {
+                    tracing::debug!(pod_uid = %u.pod_uid, container_id = %u.container_id, probe = %u.probe, result = ?u.result, "probe result changed");
+                    self.workers.wake(&u.pod_uid);
+                }
                 _ = housekeeping.tick() => {
                     // Orphans are only judged once every source said what it wants.
                     if config.seen_all_sources() || !sources_open {
@@ -342,13 +383,14 @@ impl SyncLoop {
                     if rejected.contains(&uid) {
                         continue;
                     }
-                    if u.op == PodOp::Add
-                        && let Err(r) = self.admit(&pod, desired)
-                    {
-                        tracing::warn!(pod = %crate::events::pod_key(&pod), reason = %r.reason, "Pod rejected: {}", r.message);
-                        self.kubelet.reject_pod(&pod, &r);
-                        rejected.insert(uid);
-                        continue;
+                    if u.op == PodOp::Add {
+                        if let Err(r) = self.admit(&pod, desired) {
+                            tracing::warn!(pod = %crate::events::pod_key(&pod), reason = %r.reason, "Pod rejected: {}", r.message);
+                            self.kubelet.reject_pod(&pod, &r);
+                            rejected.insert(uid);
+                            continue;
+                        }
+                        self.kubelet.probes.add_pod(&pod);
                     }
                     if u.op != PodOp::Reconcile {
                         tracing::info!(pod = %crate::events::pod_key(&pod), pod_uid = %uid, op = ?u.op, "pod update");
@@ -371,6 +413,7 @@ impl SyncLoop {
                     }
                     desired.remove(&uid);
                     rejected.remove(&uid);
+                    self.kubelet.probes.remove_pod(&uid);
                     self.workers.kill_pod(&uid, Some(pod), None, true);
                 }
             }
@@ -399,6 +442,7 @@ impl SyncLoop {
     /// Kills runtime pods nobody wants (e.g. a manifest removed while the kubelet was down) and
     /// removes pod directories with nothing behind them.
     async fn housekeeping(&self, desired: &BTreeMap<String, Arc<Pod>>) {
+        self.kubelet.probes.cleanup_pods(&|uid| desired.contains_key(uid));
         let sandboxes = match self.kubelet.cri.list_pod_sandbox(None).await {
             Ok(s) => s,
             Err(e) => {

@@ -228,15 +228,19 @@ pub async fn run(cfg: KubeletConfiguration) -> anyhow::Result<()> {
             host: host_resolver(&cfg.resolv_conf)?,
         },
     };
-    let runtime = Arc::new(RuntimeManager::new(
-        cri.clone(),
-        remote.clone(),
-        volumes.clone(),
-        dirs.clone(),
-        settings,
-        recorder.clone(),
-        clock.clone(),
-    ));
+    let (probe_results, probe_updates) = core_kubelet::prober::ProbeResults::new();
+    let runtime = Arc::new(
+        RuntimeManager::new(
+            cri.clone(),
+            remote.clone(),
+            volumes.clone(),
+            dirs.clone(),
+            settings,
+            recorder.clone(),
+            clock.clone(),
+        )
+        .with_probe_results(probe_results),
+    );
     let kubelet = Arc::new(Kubelet::new(
         runtime,
         cri.clone(),
@@ -271,9 +275,17 @@ pub async fn run(cfg: KubeletConfiguration) -> anyhow::Result<()> {
     let (pleg_tx, pleg_rx) = mpsc::channel(1024);
     tokio::spawn(pleg.run(pleg_tx, shutdown.clone()));
 
-    SyncLoop { kubelet, workers, health: sync_health, sources, admission, static_pods }
-        .run(snap_rx, pleg_rx, shutdown.clone())
-        .await;
+    SyncLoop {
+        kubelet,
+        workers,
+        health: sync_health,
+        sources,
+        admission,
+        static_pods,
+        probe_updates: Some(probe_updates),
+    }
+    .run(snap_rx, pleg_rx, shutdown.clone())
+    .await;
     shutdown.cancel();
     tracing::info!("rkubelet stopped");
     Ok(())

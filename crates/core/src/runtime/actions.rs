@@ -4,7 +4,19 @@
 use k8s_openapi::api::core::v1::{Container, Pod};
 
 use crate::container::{ContainerRuntimeStatus, ContainerState, PodRuntimeStatus};
+use crate::prober::{ProbeResult, ProbeResults, ProbeType};
 use crate::runtime::labels::hash_container;
+
+/// A running container to kill, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerToKill {
+    pub id: String,
+    pub name: String,
+    /// The `Killing` event message.
+    pub message: String,
+    /// The failed probe (its `terminationGracePeriodSeconds` applies), if that is why.
+    pub probe: Option<ProbeType>,
+}
 
 /// What a sync has to do, in order: kill (everything, or some containers), make a sandbox, start
 /// containers.
@@ -20,8 +32,8 @@ pub struct PodActions {
     pub next_init_container: Option<usize>,
     /// Indices into `spec.containers`.
     pub containers_to_start: Vec<usize>,
-    /// Running containers to kill, with why (`Killing` event message).
-    pub containers_to_kill: Vec<(String, String, String)>,
+    /// Running containers to kill.
+    pub containers_to_kill: Vec<ContainerToKill>,
     /// An init container failed under restartPolicy Never: the pod has failed.
     pub init_failed: bool,
 }
@@ -48,16 +60,24 @@ fn is_sidecar(c: &Container) -> bool {
     c.restart_policy.as_deref() == Some("Always")
 }
 
-fn init_done(c: &Container, latest: Option<&ContainerRuntimeStatus>) -> bool {
+/// A regular init container is done once it exited 0; a sidecar once it runs and, if it has a
+/// startup probe, that probe succeeded.
+fn init_done(c: &Container, latest: Option<&ContainerRuntimeStatus>, probes: &ProbeResults) -> bool {
     match latest {
-        Some(s) if is_sidecar(c) => s.state == ContainerState::Running,
+        Some(s) if is_sidecar(c) => {
+            s.state == ContainerState::Running
+                && (c.startup_probe.is_none() || probes.startup.get(&s.id) == Some(ProbeResult::Success))
+        }
         Some(s) => s.state == ContainerState::Exited && s.exit_code == 0,
         None => false,
     }
 }
 
-/// Decides the next step of a pod.
-pub fn compute_pod_actions(pod: &Pod, status: &PodRuntimeStatus) -> PodActions {
+/// Decides the next step of a pod. `probes` has the liveness/startup results of the running
+/// container instances: failures are killed (and restarted per policy), and a sidecar with a
+/// startup probe only lets the next init container start once that probe succeeded.
+pub fn compute_pod_actions(pod: &Pod, status: &PodRuntimeStatus, probes: &ProbeResults) -> PodActions {
+    let failed_probe = |id: &str| probes.failed_probe(id);
     let Some(spec) = pod.spec.as_ref() else {
         return PodActions { kill_pod: true, ..Default::default() };
     };
@@ -104,23 +124,31 @@ pub fn compute_pod_actions(pod: &Pod, status: &PodRuntimeStatus) -> PodActions {
         return a;
     }
 
-    // Init containers, one at a time in order; sidecars count as done once running.
+    // Init containers, one at a time in order, until a regular container was created.
     let init = spec.init_containers.as_deref().unwrap_or_default();
-    for (i, c) in init.iter().enumerate() {
-        let latest = status.latest(&c.name);
-        if init_done(c, latest) {
-            continue;
-        }
-        match latest.map(|s| s.state) {
-            Some(ContainerState::Running) => return a, // still running: wait for it
-            Some(ContainerState::Exited) if !is_sidecar(c) && policy == "Never" => {
-                a.init_failed = true;
-                a.kill_pod = true;
-                return a;
-            }
-            _ => {
+    let initialized = spec.containers.iter().any(|c| status.latest(&c.name).is_some());
+    if !initialized {
+        for (i, c) in init.iter().enumerate() {
+            let latest = status.latest(&c.name);
+            if let Some(kill) = latest.and_then(|s| sidecar_probe_kill(c, s, &failed_probe)) {
+                a.containers_to_kill.push(kill);
                 a.next_init_container = Some(i);
                 return a;
+            }
+            if init_done(c, latest, probes) {
+                continue;
+            }
+            match latest.map(|s| s.state) {
+                Some(ContainerState::Running) => return a, // still running or starting up: wait
+                Some(ContainerState::Exited) if !is_sidecar(c) && policy == "Never" => {
+                    a.init_failed = true;
+                    a.kill_pod = true;
+                    return a;
+                }
+                _ => {
+                    a.next_init_container = Some(i);
+                    return a;
+                }
             }
         }
     }
@@ -130,29 +158,67 @@ pub fn compute_pod_actions(pod: &Pod, status: &PodRuntimeStatus) -> PodActions {
         let latest = status.latest(&c.name);
         match latest {
             Some(s) if s.state == ContainerState::Running => {
-                if s.hash != hash_container(c) {
-                    a.containers_to_kill.push((
-                        s.id.clone(),
-                        c.name.clone(),
-                        format!("Container {} definition changed, will be restarted", c.name),
-                    ));
-                    a.containers_to_start.push(i);
+                // Upstream's order: a changed definition, then liveness, then startup failures.
+                let (message, probe, restart) = if s.hash != hash_container(c) {
+                    (format!("Container {} definition changed", c.name), None, true)
+                } else if let Some(p) = failed_probe(&s.id) {
+                    let what = if p == ProbeType::Startup { "startup" } else { "liveness" };
+                    (format!("Container {} failed {what} probe", c.name), Some(p), policy != "Never")
                 } else {
                     keep += 1;
+                    continue;
+                };
+                let message = if restart { format!("{message}, will be restarted") } else { message };
+                a.containers_to_kill.push(ContainerToKill { id: s.id.clone(), name: c.name.clone(), message, probe });
+                if restart {
+                    a.containers_to_start.push(i);
                 }
             }
             _ if should_restart(policy, latest) => a.containers_to_start.push(i),
             _ => {}
         }
     }
-    // Sidecars that died are restarted whatever the pod's policy.
-    if let Some(i) = init.iter().position(|c| is_sidecar(c) && !init_done(c, status.latest(&c.name))) {
-        a.next_init_container = Some(i);
+    // Sidecars that died or failed a probe are restarted whatever the pod's policy.
+    for (i, c) in init.iter().enumerate().filter(|(_, c)| is_sidecar(c)) {
+        let latest = status.latest(&c.name);
+        let restart = match latest {
+            Some(s) if s.state == ContainerState::Running => match sidecar_probe_kill(c, s, &failed_probe) {
+                Some(kill) => {
+                    a.containers_to_kill.push(kill);
+                    true
+                }
+                None => false,
+            },
+            _ => true,
+        };
+        if restart && a.next_init_container.is_none() {
+            a.next_init_container = Some(i);
+        }
     }
     if keep == 0 && a.containers_to_start.is_empty() && a.next_init_container.is_none() {
         a.kill_pod = true;
     }
     a
+}
+
+/// A running sidecar that failed its liveness or startup probe is killed to be restarted
+/// (upstream's message has no "will be restarted" for init containers).
+fn sidecar_probe_kill(
+    c: &Container,
+    s: &ContainerRuntimeStatus,
+    failed_probe: &dyn Fn(&str) -> Option<ProbeType>,
+) -> Option<ContainerToKill> {
+    if !is_sidecar(c) || s.state != ContainerState::Running {
+        return None;
+    }
+    let p = failed_probe(&s.id)?;
+    let what = if p == ProbeType::Startup { "startup" } else { "liveness" };
+    Some(ContainerToKill {
+        id: s.id.clone(),
+        name: c.name.clone(),
+        message: format!("Init container {} failed {what} probe", c.name),
+        probe: Some(p),
+    })
 }
 
 fn succeeded(latest: Option<&ContainerRuntimeStatus>) -> bool {
@@ -217,7 +283,7 @@ mod tests {
     #[test]
     fn new_pod_creates_sandbox_and_starts_all() {
         let p = pod("Always", &[], &["a", "b"]);
-        let a = compute_pod_actions(&p, &PodRuntimeStatus::default());
+        let a = compute_pod_actions(&p, &PodRuntimeStatus::default(), &ProbeResults::detached());
         assert!(a.create_sandbox && !a.kill_pod);
         assert_eq!(a.containers_to_start, vec![0, 1]);
     }
@@ -225,7 +291,7 @@ mod tests {
     #[test]
     fn new_pod_with_init_starts_first_init_only() {
         let p = pod("Always", &["i1", "i2"], &["a"]);
-        let a = compute_pod_actions(&p, &PodRuntimeStatus::default());
+        let a = compute_pod_actions(&p, &PodRuntimeStatus::default(), &ProbeResults::detached());
         assert_eq!(a.next_init_container, Some(0));
         assert!(a.containers_to_start.is_empty());
     }
@@ -235,11 +301,14 @@ mod tests {
         let p = pod("Always", &["i1", "i2"], &["a"]);
         let mut st = PodRuntimeStatus { sandboxes: vec![sandbox(true)], ..Default::default() };
         st.containers = vec![status(&p, "i1", ContainerState::Running, 0)];
-        assert_eq!(compute_pod_actions(&p, &st), PodActions { sandbox_id: "sb".into(), ..Default::default() });
+        assert_eq!(
+            compute_pod_actions(&p, &st, &ProbeResults::detached()),
+            PodActions { sandbox_id: "sb".into(), ..Default::default() }
+        );
         st.containers = vec![status(&p, "i1", ContainerState::Exited, 0)];
-        assert_eq!(compute_pod_actions(&p, &st).next_init_container, Some(1));
+        assert_eq!(compute_pod_actions(&p, &st, &ProbeResults::detached()).next_init_container, Some(1));
         st.containers.push(status(&p, "i2", ContainerState::Exited, 0));
-        assert_eq!(compute_pod_actions(&p, &st).containers_to_start, vec![0]);
+        assert_eq!(compute_pod_actions(&p, &st, &ProbeResults::detached()).containers_to_start, vec![0]);
     }
 
     #[test]
@@ -247,11 +316,11 @@ mod tests {
         let p = pod("Always", &["i1"], &["a"]);
         let mut st = PodRuntimeStatus { sandboxes: vec![sandbox(true)], ..Default::default() };
         st.containers = vec![status(&p, "i1", ContainerState::Exited, 1)];
-        let a = compute_pod_actions(&p, &st);
+        let a = compute_pod_actions(&p, &st, &ProbeResults::detached());
         assert_eq!(a.next_init_container, Some(0));
         assert!(a.containers_to_start.is_empty());
         let p = pod("Never", &["i1"], &["a"]);
-        let a = compute_pod_actions(&p, &st);
+        let a = compute_pod_actions(&p, &st, &ProbeResults::detached());
         assert!(a.init_failed && a.kill_pod);
     }
 
@@ -270,7 +339,7 @@ mod tests {
                 containers: vec![status(&p, "a", ContainerState::Exited, exit)],
                 ..Default::default()
             };
-            let a = compute_pod_actions(&p, &st);
+            let a = compute_pod_actions(&p, &st, &ProbeResults::detached());
             assert_eq!(a.containers_to_start == vec![0], restart, "{policy} exit {exit}");
             assert_eq!(a.kill_pod, !restart, "{policy} exit {exit}: a finished pod's sandbox is killed");
         }
@@ -282,7 +351,7 @@ mod tests {
         let mut s = status(&p, "a", ContainerState::Running, 0);
         s.hash = "other".into();
         let st = PodRuntimeStatus { sandboxes: vec![sandbox(true)], containers: vec![s], ..Default::default() };
-        let a = compute_pod_actions(&p, &st);
+        let a = compute_pod_actions(&p, &st, &ProbeResults::detached());
         assert_eq!(a.containers_to_kill.len(), 1);
         assert_eq!(a.containers_to_start, vec![0]);
     }
@@ -295,22 +364,112 @@ mod tests {
             containers: vec![status(&p, "a", ContainerState::Exited, 0)],
             ..Default::default()
         };
-        let a = compute_pod_actions(&p, &st);
+        let a = compute_pod_actions(&p, &st, &ProbeResults::detached());
         assert!(a.kill_pod && a.create_sandbox);
         assert_eq!(a.attempt, 1);
         let p = pod("Never", &[], &["a"]);
-        let a = compute_pod_actions(&p, &st);
+        let a = compute_pod_actions(&p, &st, &ProbeResults::detached());
         assert!(!a.create_sandbox, "a Never pod that ran gets no new sandbox");
     }
 
     #[test]
     fn steady_pod_needs_nothing() {
-        let p = pod("Always", &[], &["a"]);
+        // With an init container that is gone (garbage-collected): it does not run again once
+        // an app container was created.
+        for init in [&[][..], &["i1"][..]] {
+            let p = pod("Always", init, &["a"]);
+            let st = PodRuntimeStatus {
+                sandboxes: vec![sandbox(true)],
+                containers: vec![status(&p, "a", ContainerState::Running, 0)],
+                ..Default::default()
+            };
+            assert_eq!(
+                compute_pod_actions(&p, &st, &ProbeResults::detached()),
+                PodActions { sandbox_id: "sb".into(), ..Default::default() },
+                "init {init:?}"
+            );
+        }
+    }
+
+    fn failed(probe: ProbeType, id: &str) -> ProbeResults {
+        let r = ProbeResults::detached();
+        r.of(probe).set(id, ProbeResult::Failure, "u");
+        r
+    }
+
+    #[test]
+    fn failed_liveness_or_startup_kills_and_restarts_per_policy() {
+        for (probe, policy, message, restart) in [
+            (ProbeType::Liveness, "Always", "Container a failed liveness probe, will be restarted", true),
+            (ProbeType::Liveness, "OnFailure", "Container a failed liveness probe, will be restarted", true),
+            (ProbeType::Startup, "Always", "Container a failed startup probe, will be restarted", true),
+            (ProbeType::Liveness, "Never", "Container a failed liveness probe", false),
+        ] {
+            let p = pod(policy, &[], &["a"]);
+            let st = PodRuntimeStatus {
+                sandboxes: vec![sandbox(true)],
+                containers: vec![status(&p, "a", ContainerState::Running, 0)],
+                ..Default::default()
+            };
+            let a = compute_pod_actions(&p, &st, &failed(probe, "id-a"));
+            assert_eq!(
+                a.containers_to_kill,
+                vec![ContainerToKill {
+                    id: "id-a".into(),
+                    name: "a".into(),
+                    message: message.into(),
+                    probe: Some(probe)
+                }]
+            );
+            assert_eq!(a.containers_to_start == vec![0], restart, "{policy}");
+            assert_eq!(a.kill_pod, !restart, "{policy}: nothing left to run");
+            // A readiness failure kills nothing.
+            let a = compute_pod_actions(&p, &st, &failed(ProbeType::Readiness, "id-a"));
+            assert!(a.containers_to_kill.is_empty() && !a.kill_pod);
+        }
+    }
+
+    #[test]
+    fn sidecar_startup_probe_gates_the_next_init_container() {
+        let mut p = pod("Always", &["proxy", "i2"], &["a"]);
+        let spec = p.spec.as_mut().unwrap();
+        let proxy = &mut spec.init_containers.as_mut().unwrap()[0];
+        proxy.restart_policy = Some("Always".into());
+        proxy.startup_probe = Some(Default::default());
         let st = PodRuntimeStatus {
             sandboxes: vec![sandbox(true)],
-            containers: vec![status(&p, "a", ContainerState::Running, 0)],
+            containers: vec![status(&p, "proxy", ContainerState::Running, 0)],
             ..Default::default()
         };
-        assert_eq!(compute_pod_actions(&p, &st), PodActions { sandbox_id: "sb".into(), ..Default::default() });
+        let probes = ProbeResults::detached();
+        assert_eq!(compute_pod_actions(&p, &st, &probes).next_init_container, None, "no startup result yet");
+        probes.startup.set("id-proxy", ProbeResult::Unknown, "u");
+        assert_eq!(compute_pod_actions(&p, &st, &probes).next_init_container, None, "still starting");
+        probes.startup.set("id-proxy", ProbeResult::Success, "u");
+        assert_eq!(compute_pod_actions(&p, &st, &probes).next_init_container, Some(1), "started: next init");
+
+        // A sidecar that fails its startup probe is restarted in place.
+        let a = compute_pod_actions(&p, &st, &failed(ProbeType::Startup, "id-proxy"));
+        assert_eq!(a.next_init_container, Some(0));
+        assert_eq!(a.containers_to_kill[0].message, "Init container proxy failed startup probe");
+    }
+
+    #[test]
+    fn sidecar_failing_liveness_after_init_is_restarted_apps_keep_running() {
+        let mut p = pod("Always", &["proxy"], &["a"]);
+        p.spec.as_mut().unwrap().init_containers.as_mut().unwrap()[0].restart_policy = Some("Always".into());
+        let st = PodRuntimeStatus {
+            sandboxes: vec![sandbox(true)],
+            containers: vec![
+                status(&p, "proxy", ContainerState::Running, 0),
+                status(&p, "a", ContainerState::Running, 0),
+            ],
+            ..Default::default()
+        };
+        let a = compute_pod_actions(&p, &st, &failed(ProbeType::Liveness, "id-proxy"));
+        assert_eq!(a.containers_to_kill.len(), 1);
+        assert_eq!(a.containers_to_kill[0].message, "Init container proxy failed liveness probe");
+        assert_eq!(a.next_init_container, Some(0));
+        assert!(a.containers_to_start.is_empty() && !a.kill_pod);
     }
 }

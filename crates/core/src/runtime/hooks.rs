@@ -1,12 +1,12 @@
 //! Container lifecycle hooks (upstream `pkg/kubelet/lifecycle/handlers.go`): postStart right
 //! after a container starts, preStop before it is stopped. Handlers: `exec` (CRI ExecSync,
-//! no timeout of its own), `sleep`, and `httpGet` over plain HTTP (the response status is not
-//! judged, as upstream; only a request that cannot be made fails).
+//! no timeout of its own), `sleep`, and `httpGet` (HTTP or HTTPS through [`crate::httpget`]; the
+//! response status is not judged, as upstream: only a request that cannot be made fails).
 
 use std::time::Duration;
 
 use cri::RuntimeService;
-use k8s_openapi::api::core::v1::{Container, HTTPGetAction, LifecycleHandler, Pod};
+use k8s_openapi::api::core::v1::{Container, LifecycleHandler, Pod};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 /// Upstream's `format.Pod`: `name_namespace(uid)`.
@@ -46,7 +46,11 @@ pub async fn run_hook(
         return Err(format!("Exec lifecycle hook ({shown}) {who} failed - error: {err}, message: {output:?}"));
     }
     if let Some(http) = &handler.http_get {
-        return http_get(http, c, pod_ip).await.map_err(|err| {
+        let sent = match crate::httpget::request_for(http, c, pod_ip, "lifecycle") {
+            Ok(req) => crate::httpget::get(&req, None).await.map(|_| ()),
+            Err(e) => Err(e),
+        };
+        return sent.map_err(|err| {
             format!("HTTP lifecycle hook ({}) {who} failed - error: {err}", http.path.as_deref().unwrap_or(""))
         });
     }
@@ -75,57 +79,12 @@ pub fn resolve_port(port: &IntOrString, c: &Container) -> Result<u16, String> {
     u16::try_from(number).ok().filter(|n| *n > 0).ok_or_else(|| format!("invalid port number: {number}"))
 }
 
-/// One GET as upstream's lifecycle request (`kube-lifecycle/<version>` user agent, `Accept: */*`,
-/// the action's headers), to the action's host or the pod IP. Only that the request could be made
-/// and answered matters.
-async fn http_get(action: &HTTPGetAction, c: &Container, pod_ip: Option<&str>) -> Result<(), String> {
-    use http_body_util::BodyExt;
-
-    let scheme = action.scheme.as_deref().unwrap_or("HTTP").to_ascii_lowercase();
-    if scheme != "http" {
-        return Err(format!("scheme {scheme:?} is not supported for lifecycle hooks yet (only HTTP)"));
-    }
-    let host =
-        action.host.as_deref().filter(|h| !h.is_empty()).or(pod_ip).ok_or("failed to find networking container")?;
-    let port = resolve_port(&action.port, c)?;
-    let authority = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
-    let mut path = action.path.clone().unwrap_or_default();
-    if !path.starts_with('/') {
-        path.insert(0, '/');
-    }
-    let mut req = http::Request::get(path).header(http::header::HOST, &authority);
-    let has = |name: &str| action.http_headers.iter().flatten().any(|h| h.name.eq_ignore_ascii_case(name));
-    if !has("user-agent") {
-        req = req.header(http::header::USER_AGENT, format!("kube-lifecycle/{}", env!("CARGO_PKG_VERSION")));
-    }
-    if !has("accept") {
-        req = req.header(http::header::ACCEPT, "*/*");
-    }
-    for h in action.http_headers.iter().flatten() {
-        req = req.header(h.name.as_str(), h.value.as_str());
-    }
-    let req = req.body(http_body_util::Empty::<bytes::Bytes>::new()).map_err(|e| e.to_string())?;
-    let stream = tokio::net::TcpStream::connect(&authority).await.map_err(|e| format!("dial tcp {authority}: {e}"))?;
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.map_err(|e| e.to_string())?;
-    let conn = tokio::spawn(conn);
-    let resp = sender.send_request(req).await.map_err(|e| e.to_string());
-    if let Ok(resp) = resp {
-        // Read (and drop) a bounded body so the server is not cut off mid-write.
-        let _ = tokio::time::timeout(Duration::from_secs(1), resp.into_body().collect()).await;
-        conn.abort();
-        return Ok(());
-    }
-    conn.abort();
-    resp.map(|_| ())
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use cri::FakeRuntime;
-    use k8s_openapi::api::core::v1::{ContainerPort, HTTPHeader, SleepAction};
+    use k8s_openapi::api::core::v1::{ContainerPort, HTTPGetAction, HTTPHeader, SleepAction};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     use super::*;
@@ -202,6 +161,6 @@ mod tests {
             ..Default::default()
         };
         let err = run_hook(&fake, &pod(), &app(), "x", Some("127.0.0.1"), &closed).await.unwrap_err();
-        assert!(err.starts_with("HTTP lifecycle hook (/x) for Container \"app\" in Pod \"web_ns(u1)\" failed - error: dial tcp 127.0.0.1:1: "), "{err}");
+        assert!(err.starts_with("HTTP lifecycle hook (/x) for Container \"app\" in Pod \"web_ns(u1)\" failed - error: Get \"http://127.0.0.1:1/x\": dial tcp 127.0.0.1:1: connect: connection refused"), "{err}");
     }
 }

@@ -16,6 +16,7 @@ use crate::container::{
 };
 use crate::events::{EventRecorder, EventType, container_event, pod_event, pod_key};
 use crate::pod_dirs::PodDirs;
+use crate::prober::{ProbeResults, ProbeType};
 use crate::runtime::actions::compute_pod_actions;
 use crate::runtime::backoff::Backoff;
 use crate::runtime::container_config::generate_container_config;
@@ -67,6 +68,7 @@ pub struct RuntimeManager {
     recorder: Arc<dyn EventRecorder>,
     clock: Arc<dyn Clock>,
     crash_backoff: Mutex<Backoff>,
+    probes: ProbeResults,
 }
 
 /// Retry delay after a failure that has no backoff of its own (upstream's worker backoff).
@@ -91,7 +93,18 @@ impl RuntimeManager {
             recorder,
             clock,
             crash_backoff: Mutex::new(Backoff::crash_loop()),
+            probes: ProbeResults::detached(),
         }
+    }
+
+    /// Uses the prober's results (liveness/startup failures kill containers).
+    pub fn with_probe_results(mut self, probes: ProbeResults) -> Self {
+        self.probes = probes;
+        self
+    }
+
+    pub fn probe_results(&self) -> &ProbeResults {
+        &self.probes
     }
 
     pub fn settings(&self) -> &RuntimeSettings {
@@ -178,7 +191,7 @@ impl RuntimeManager {
     /// One step towards the pod's desired state.
     pub async fn sync_pod(&self, pod: &Pod, status: &PodRuntimeStatus) -> SyncResult {
         let mut result = SyncResult::default();
-        let actions = compute_pod_actions(pod, status);
+        let actions = compute_pod_actions(pod, status, &self.probes);
         result.init_failed = actions.init_failed;
         if actions.kill_pod {
             self.kill_pod(Some(pod), status, None).await;
@@ -187,8 +200,9 @@ impl RuntimeManager {
             }
         } else {
             let pod_ip = status.ips().first().map(String::as_str);
-            for (id, name, why) in &actions.containers_to_kill {
-                self.kill_container(pod, name, id, grace_period(pod), why.clone(), pod_ip).await;
+            for k in &actions.containers_to_kill {
+                let grace = kill_grace_period(pod, &k.name, k.probe);
+                self.kill_container(pod, &k.name, &k.id, grace, k.message.clone(), pod_ip).await;
             }
         }
 
@@ -532,6 +546,20 @@ fn pod_containers(pod: &Pod) -> impl Iterator<Item = &Container> {
         .into_iter()
         .flatten()
         .chain(spec.map(|s| s.containers.iter()).into_iter().flatten())
+}
+
+/// Upstream's `setTerminationGracePeriod`: the deletion grace period when the pod is being
+/// deleted, else the failed probe's `terminationGracePeriodSeconds` when it sets one, else the
+/// pod's.
+pub fn kill_grace_period(pod: &Pod, container: &str, probe: Option<ProbeType>) -> i64 {
+    if pod.metadata.deletion_grace_period_seconds.is_none()
+        && let Some(p) = probe
+        && let Some(c) = pod_containers(pod).find(|c| c.name == container)
+        && let Some(secs) = p.of(c).and_then(|p| p.termination_grace_period_seconds)
+    {
+        return secs.max(0);
+    }
+    grace_period(pod)
 }
 
 /// The pod's grace period: a deletion grace period when one was set, else the spec's (30 s).

@@ -25,6 +25,11 @@ struct Harness {
 }
 
 fn harness() -> Harness {
+    harness_with(crate::prober::ProbeResults::detached())
+}
+
+/// A harness whose manager reads liveness/startup failures from `probes`.
+fn harness_with(probes: crate::prober::ProbeResults) -> Harness {
     let dir = tempfile::tempdir().expect("tmp");
     let fake = Arc::new(FakeRuntime::new());
     let clock = Arc::new(FakeClock::new(Duration::from_nanos(u64::try_from(fake.now_ns()).unwrap_or(0))));
@@ -45,7 +50,8 @@ fn harness() -> Harness {
         settings,
         Arc::new(events.clone()),
         clock.clone(),
-    );
+    )
+    .with_probe_results(probes);
     Harness { fake, clock, events, manager, _dir: dir }
 }
 
@@ -278,4 +284,36 @@ async fn failing_post_start_kills_the_container_with_upstreams_reason() {
     let events: Vec<(&str, String)> = h.events.events().into_iter().map(|e| (e.reason, e.message)).collect();
     assert!(events.contains(&("FailedPostStartHook", "PostStartHook failed".into())), "{events:?}");
     assert!(events.contains(&("Killing", "FailedPostStartHook".into())), "{events:?}");
+}
+
+#[tokio::test]
+async fn failed_liveness_kills_with_the_probes_grace_period_and_restarts() {
+    let uid = "0123456789abcdef";
+    let probes = crate::prober::ProbeResults::detached();
+    let h = harness_with(probes.clone());
+    let manager = &h.manager;
+    let mut p = pod("Always", "busybox:1.36");
+    if let Some(spec) = p.spec.as_mut() {
+        spec.termination_grace_period_seconds = Some(30);
+        spec.containers[0].liveness_probe = Some(
+            serde_json::from_value(
+                serde_json::json!({"exec": {"command": ["true"]}, "terminationGracePeriodSeconds": 4}),
+            )
+            .expect("probe"),
+        );
+    }
+    let rt = manager.get_pod_status(uid).await.expect("status");
+    manager.sync_pod(&p, &rt).await;
+    let rt = manager.get_pod_status(uid).await.expect("status");
+    let first = rt.containers[0].id.clone();
+
+    probes.liveness.set(&first, crate::prober::ProbeResult::Failure, uid);
+    manager.sync_pod(&p, &rt).await;
+    assert_eq!(h.fake.stop_timeout(&first), Some(4), "the probe's terminationGracePeriodSeconds");
+    let killing = h.events.events().into_iter().find(|e| e.reason == "Killing").expect("Killing");
+    assert_eq!(killing.message, "Container app failed liveness probe, will be restarted");
+    let rt = manager.get_pod_status(uid).await.expect("status");
+    let latest = rt.latest("app").expect("app");
+    assert_ne!(latest.id, first, "a new instance");
+    assert_eq!((latest.state, latest.restart_count), (ContainerState::Running, 1));
 }

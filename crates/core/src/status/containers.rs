@@ -407,40 +407,48 @@ fn bare_id(container_id: Option<&str>) -> Option<&str> {
     Some(id.split_once("://").map_or(id, |(_, rest)| rest))
 }
 
-/// The prober manager's `UpdatePodStatus`: `started` (running; no startup probes yet) and `ready`
-/// (started and running, and the readiness probe succeeded — or the container has no readiness
-/// probe and no failed result). Regular init containers are ready once they exited 0.
+/// The prober manager's `UpdatePodStatus`: `started` (running, and the startup probe succeeded
+/// or there is none) and `ready` (started and running, and the readiness probe succeeded — or
+/// the container has no readiness probe and no failed result). Regular init containers are
+/// ready once they exited 0.
 pub(crate) fn apply_probe_results(
     spec: &PodSpec,
     regular: &mut [ContainerStatus],
     init: &mut [ContainerStatus],
     readiness: &dyn Fn(&str) -> Option<bool>,
+    startup: &dyn Fn(&str) -> Option<bool>,
 ) {
-    let ready_of = |st: &ContainerStatus, c: Option<&Container>| -> bool {
+    let result_of = |st: &ContainerStatus, results: &dyn Fn(&str) -> Option<bool>, has_probe: bool| -> bool {
         if !is_running(st) {
             return false;
         }
-        let result = bare_id(st.container_id.as_deref()).and_then(readiness);
-        match result {
+        match bare_id(st.container_id.as_deref()).and_then(results) {
             Some(r) => r,
-            None => c.is_none_or(|c| c.readiness_probe.is_none()),
+            None => !has_probe,
         }
     };
+    let started_of = |st: &ContainerStatus, c: Option<&Container>| {
+        result_of(st, startup, c.is_some_and(|c| c.startup_probe.is_some()))
+    };
+    let ready_of = |st: &ContainerStatus, c: Option<&Container>| {
+        result_of(st, readiness, c.is_some_and(|c| c.readiness_probe.is_some()))
+    };
     for st in regular.iter_mut() {
-        let started = is_running(st);
+        let c = spec.containers.iter().find(|c| c.name == st.name);
+        let started = started_of(st, c);
         st.started = Some(started);
         if started {
-            let c = spec.containers.iter().find(|c| c.name == st.name);
             st.ready = ready_of(st, c);
         }
     }
     let init_specs = spec.init_containers.as_deref().unwrap_or(&[]);
     for st in init.iter_mut() {
-        let started = is_running(st);
-        st.started = Some(started);
         let Some(c) = init_specs.iter().find(|c| c.name == st.name) else {
+            st.started = Some(is_running(st));
             continue;
         };
+        let started = started_of(st, Some(c));
+        st.started = Some(started);
         if !is_restartable_init_container(c) {
             let state = state_of(st);
             if state.terminated.as_ref().is_some_and(|t| t.exit_code == 0) {

@@ -125,6 +125,8 @@ pub struct StatusInput<'a> {
     /// Readiness probe result per CRI container id (bare, without the `containerd://` prefix);
     /// `None` = no result yet.
     pub readiness: &'a dyn Fn(&str) -> Option<bool>,
+    /// Startup probe result per CRI container id, like `readiness`: `None` = no result yet.
+    pub startup: &'a dyn Fn(&str) -> Option<bool>,
     /// The node's IP (`status.hostIP`; also the pod IP of hostNetwork pods).
     pub host_ip: Option<&'a str>,
     /// Upstream's `podIsTerminal`: the pod worker has decided the pod is finished (deleted,
@@ -164,7 +166,7 @@ pub fn compute_pod_status(input: &StatusInput<'_>) -> PodStatus {
     let mut init = ctx.convert(old.init_container_statuses.as_deref().unwrap_or(&[]), init_specs, has_init, true);
     // The prober manager's UpdatePodStatus (upstream runs it right after the phase is computed;
     // the phase only reads `started` of sidecars, which is the same either way here).
-    containers::apply_probe_results(spec, &mut regular, &mut init, input.readiness);
+    containers::apply_probe_results(spec, &mut regular, &mut init, input.readiness, input.startup);
 
     // getPhase over the regular + init statuses.
     let all: Vec<&ContainerStatus> = regular.iter().chain(init.iter()).collect();

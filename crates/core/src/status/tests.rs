@@ -111,6 +111,7 @@ struct Opts {
     reasons: SyncReasons,
     old: Option<PodStatus>,
     readiness: HashMap<String, bool>,
+    startup: HashMap<String, bool>,
     host_ip: Option<&'static str>,
     terminal: bool,
     now: Option<i64>,
@@ -124,12 +125,14 @@ fn reason(name: &str, reason: &str, message: &str) -> SyncReasons {
 
 fn run(pod: &Pod, rt: &PodRuntimeStatus, opts: &Opts) -> PodStatus {
     let readiness = |id: &str| opts.readiness.get(id).copied();
+    let startup = |id: &str| opts.startup.get(id).copied();
     compute_pod_status(&StatusInput {
         pod,
         runtime: rt,
         reasons: &opts.reasons,
         old: opts.old.as_ref(),
         readiness: &readiness,
+        startup: &startup,
         host_ip: opts.host_ip.or(Some("192.168.1.10")),
         pod_is_terminal: opts.terminal,
         now: time(opts.now.unwrap_or(T0 + 100)),
@@ -242,6 +245,42 @@ fn readiness_probe_decides_readiness() {
     opts.readiness.insert("c1".into(), false);
     let s = run(&p, &rt, &opts);
     assert!(!cs(&s, "app").ready);
+}
+
+#[test]
+fn startup_probe_gates_started_and_ready() {
+    let mut c = container("app");
+    c.startup_probe = Some(Probe::default());
+    let p = pod(vec![c], vec![], "Always");
+    let rt = runtime(vec![sandbox(true)], vec![running("app", "c1", T0 + 1)]);
+
+    let s = run(&p, &rt, &Opts::default());
+    assert_eq!((cs(&s, "app").started, cs(&s, "app").ready), (Some(false), false), "no startup result yet");
+    assert_eq!(cond(&s, "Ready").status, "False");
+
+    let mut opts = Opts::default();
+    opts.startup.insert("c1".into(), false);
+    let s = run(&p, &rt, &opts);
+    assert_eq!((cs(&s, "app").started, cs(&s, "app").ready), (Some(false), false), "startup failed");
+
+    opts.startup.insert("c1".into(), true);
+    let s = run(&p, &rt, &opts);
+    assert_eq!((cs(&s, "app").started, cs(&s, "app").ready), (Some(true), true), "started; no readiness probe");
+    assert_eq!(cond(&s, "Ready").status, "True");
+
+    // A sidecar with a startup probe is started only with a success too.
+    let mut sc = sidecar("proxy");
+    sc.startup_probe = Some(Probe::default());
+    let p = pod(vec![container("app")], vec![sc], "Always");
+    let rt = runtime(vec![sandbox(true)], vec![running("proxy", "s1", T0 + 1)]);
+    let s = run(&p, &rt, &Opts::default());
+    let proxy = &s.init_container_statuses.as_ref().unwrap()[0];
+    assert_eq!((proxy.started, proxy.ready), (Some(false), false));
+    let mut opts = Opts::default();
+    opts.startup.insert("s1".into(), true);
+    let s = run(&p, &rt, &opts);
+    let proxy = &s.init_container_statuses.as_ref().unwrap()[0];
+    assert_eq!((proxy.started, proxy.ready), (Some(true), true));
 }
 
 #[test]
@@ -508,6 +547,7 @@ fn last_transition_time_kept_when_status_unchanged() {
         reasons: &opts.reasons,
         old: opts.old.as_ref(),
         readiness: &readiness,
+        startup: &readiness,
         host_ip: None,
         pod_is_terminal: false,
         now: Time(Timestamp::from_nanosecond(i128::from(nanos(T0 + 300)) + 5).unwrap()),

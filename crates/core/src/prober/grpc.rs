@@ -1,0 +1,106 @@
+//! The gRPC prober (upstream `pkg/probe/grpc`): one `grpc.health.v1.Health/Check` call over
+//! plain HTTP/2 (no TLS, as upstream) with the probe's `service`, within the probe's timeout.
+//! SERVING is success; anything else, or a failed call, a failure with upstream's message.
+
+use std::time::Duration;
+
+use super::Outcome;
+use crate::config::format_duration;
+
+/// `grpc.health.v1.HealthCheckRequest`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct HealthCheckRequest {
+    #[prost(string, tag = "1")]
+    pub service: String,
+}
+
+/// `grpc.health.v1.HealthCheckResponse`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct HealthCheckResponse {
+    #[prost(int32, tag = "1")]
+    pub status: i32,
+}
+
+/// `grpc.health.v1.HealthCheckResponse.ServingStatus`.
+pub const SERVING: i32 = 1;
+
+/// The name of a serving status as the protobuf enum spells it.
+pub fn status_name(status: i32) -> String {
+    match status {
+        0 => "UNKNOWN".into(),
+        1 => "SERVING".into(),
+        2 => "NOT_SERVING".into(),
+        3 => "SERVICE_UNKNOWN".into(),
+        n => n.to_string(),
+    }
+}
+
+/// The method path of the health check.
+pub const CHECK_PATH: &str = "/grpc.health.v1.Health/Check";
+
+pub(crate) async fn probe(host: &str, service: &str, port: u16, timeout: Duration) -> (Outcome, String) {
+    let addr = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
+    let within = format_duration(timeout);
+    let endpoint = match tonic::transport::Endpoint::from_shared(format!("http://{addr}")) {
+        Ok(e) => e,
+        Err(e) => return (Outcome::Failure, format!("error: failed to connect service at {addr:?}: {e}")),
+    };
+    let endpoint = endpoint.connect_timeout(timeout);
+    let endpoint = endpoint.clone().user_agent(crate::httpget::user_agent("probe")).unwrap_or(endpoint);
+    let started = tokio::time::Instant::now();
+    let channel = match tokio::time::timeout(timeout, endpoint.connect()).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => {
+            return (Outcome::Failure, format!("error: failed to connect service at {addr:?}: {}", error_chain(&e)));
+        }
+        Err(_) => {
+            return (
+                Outcome::Failure,
+                format!("timeout: failed to connect service {addr:?} within {within}: context deadline exceeded"),
+            );
+        }
+    };
+    let left = timeout.saturating_sub(started.elapsed());
+    let mut grpc = tonic::client::Grpc::new(channel);
+    let call = async {
+        grpc.ready().await.map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+        let request = tonic::Request::new(HealthCheckRequest { service: service.to_string() });
+        let codec = tonic_prost::ProstCodec::<HealthCheckRequest, HealthCheckResponse>::default();
+        grpc.unary(request, http::uri::PathAndQuery::from_static(CHECK_PATH), codec).await
+    };
+    match tokio::time::timeout(left, call).await {
+        Err(_) => (Outcome::Failure, format!("timeout: health rpc did not complete within {within}")),
+        Ok(Err(status)) => match status.code() {
+            tonic::Code::Unimplemented => (
+                Outcome::Failure,
+                format!(
+                    "error: this server does not implement the grpc health protocol (grpc.health.v1.Health): {}",
+                    status.message()
+                ),
+            ),
+            tonic::Code::DeadlineExceeded => {
+                (Outcome::Failure, format!("timeout: health rpc did not complete within {within}"))
+            }
+            code => (
+                Outcome::Failure,
+                format!("error: health rpc probe failed: rpc error: code = {code:?} desc = {}", status.message()),
+            ),
+        },
+        Ok(Ok(resp)) if resp.get_ref().status == SERVING => (Outcome::Success, "service healthy".into()),
+        Ok(Ok(resp)) => {
+            (Outcome::Failure, format!("service unhealthy (responded with {:?})", status_name(resp.get_ref().status)))
+        }
+    }
+}
+
+/// An error with its causes, `a: b: c`.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        cur = s.source();
+    }
+    out
+}
