@@ -4,6 +4,8 @@
 #
 #   127.0.0.1:5000/rkubelet/pause:3.9       static pause program (images/pause/pause.c)
 #   127.0.0.1:5000/library/busybox:1.36     busybox-static rootfs (+ :latest)
+#   127.0.0.1:5000/rkubelet/grpc-health:1.0 static grpc.health.v1 server (images/grpc-health,
+#                                           built with cargo; for the gRPC probe tests)
 #
 # Reproducible: fixed mtimes/owners, sorted tar, `gzip -n`, fixed "created".
 # Idempotent and fast: a layout is rebuilt only when its inputs changed
@@ -29,7 +31,7 @@ IMAGE_PATH_ENV="PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bi
 log() { printf '[build-images] %s\n' "$*" >&2; }
 die() { printf '[build-images] ERROR: %s\n' "$*" >&2; exit 1; }
 
-for tool in gcc tar gzip sha256sum jq skopeo curl busybox; do
+for tool in gcc tar gzip sha256sum jq skopeo curl busybox cargo rustc; do
 	command -v "$tool" >/dev/null 2>&1 || die "missing tool: $tool (run scripts/node-env up)"
 done
 
@@ -238,14 +240,38 @@ EOF
 	rm -rf "$root"
 }
 
+# ---------------------------------------------------------------- grpc-health
+GRPC_DIR="$HERE/grpc-health"
+build_grpc_health() {
+	local layout="$1" root host target="$WORK/.grpc-health-target"
+	root="$(mktemp -d "$WORK/.rootfs.XXXXXX")"
+	host="$(rustc -vV | awk '/^host:/{print $2}')"
+	# Static (glibc, crt-static) so the image needs nothing else; --target keeps the flag off
+	# the build scripts and proc-macros.
+	RUSTFLAGS="-C target-feature=+crt-static" CARGO_TARGET_DIR="$target" \
+		cargo build --quiet --release --locked --manifest-path "$GRPC_DIR/Cargo.toml" --target "$host" >&2
+	cp "$target/$host/release/grpc-health-server" "$root/grpc-health-server"
+	normalize_tree "$root"
+	chmod 0755 "$root/grpc-health-server"
+	build_layout "$layout" "$root" \
+		"$(jq -cn --arg p "$IMAGE_PATH_ENV" '{Env: [$p], Entrypoint: ["/grpc-health-server"]}')" \
+		1.0
+	rm -rf "$root"
+}
+grpc_inputs() {
+	cat "$GRPC_DIR/Cargo.toml" "$GRPC_DIR/Cargo.lock" "$GRPC_DIR/src/main.rs" | sha256sum | cut -d' ' -f1
+}
+
 mkdir -p "$WORK"
 rm -rf "$WORK"/.tmp.* "$WORK"/.rootfs.* "$WORK/.skopeo-home/tmp"
 
 ensure_image pause "$SELF_HASH $(sha256_of "$PAUSE_SRC") $(gcc -dumpfullversion 2>/dev/null || gcc -dumpversion) $ARCH" build_pause
 ensure_image busybox "$SELF_HASH $(sha256_of "$BUSYBOX_BIN") $ARCH" build_busybox
+ensure_image grpc-health "$SELF_HASH $(grpc_inputs) $(rustc -V) $ARCH" build_grpc_health
 
 if ((PUSH)); then
 	curl -sf --max-time 5 "http://$REGISTRY/v2/" >/dev/null || die "registry $REGISTRY is not answering"
 	push_tags "$WORK/pause" rkubelet/pause 3.9
 	push_tags "$WORK/busybox" library/busybox 1.36 latest
+	push_tags "$WORK/grpc-health" rkubelet/grpc-health 1.0
 fi

@@ -223,3 +223,37 @@ async fn http_headers_redirects_and_exec_timeouts() {
     a.remove_manifest("handlers.yaml");
     a.cleanup().await;
 }
+
+#[tokio::test]
+async fn grpc_probes_ask_the_health_service() {
+    let Some(env) = NodeEnv::require() else { return };
+    let a = agent(&env, "grpc");
+    // The server answers SERVING for "" and "db", NOT_SERVING for any other service.
+    let pod = |service: &str| {
+        format!(
+            "  containers:\n  - name: app\n    image: IMAGE\n    args: ['9090']\n    env: [{{name: SERVING, value: db}}]\n    livenessProbe:\n      grpc: {{port: 9090}}\n      periodSeconds: 1\n      failureThreshold: 1\n    readinessProbe:\n      grpc: {{port: 9090, service: {service}}}\n      periodSeconds: 1\n"
+        )
+    };
+    a.write_manifest("grpc-db.yaml", &manifest("grpc-db", &env.grpc_image(), &pod("db")));
+    a.write_manifest("grpc-cache.yaml", &manifest("grpc-cache", &env.grpc_image(), &pod("cache")));
+    wait_for("db ready, cache refused", Duration::from_secs(60), || async {
+        let db = cstatus(&a.pod("grpc-db").await?, "app")?;
+        let cache = cstatus(&a.pod("grpc-cache").await?, "app")?;
+        let refused =
+            events(&a, "Unhealthy", "Readiness probe failed: service unhealthy (responded with \"NOT_SERVING\")") >= 1;
+        if db.ready && cache.started == Some(true) && !cache.ready && refused {
+            Ok(())
+        } else {
+            Err(format!("db {db:?}\ncache {cache:?}\n{}", tail(&a.log())))
+        }
+    })
+    .await;
+    for name in ["grpc-db", "grpc-cache"] {
+        let c = cstatus(&a.pod(name).await.unwrap(), "app").unwrap();
+        assert_eq!(c.restart_count, 0, "{name}: the liveness probe (service \"\") passes");
+    }
+    assert_eq!(events(&a, "Unhealthy", "Liveness probe failed"), 0, "{}", tail(&a.log()));
+    a.remove_manifest("grpc-db.yaml");
+    a.remove_manifest("grpc-cache.yaml");
+    a.cleanup().await;
+}

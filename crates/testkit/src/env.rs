@@ -33,6 +33,11 @@ impl NodeEnv {
         env
     }
 
+    /// The gRPC health server image (`images/grpc-health`) in the environment's registry.
+    pub fn grpc_image(&self) -> String {
+        format!("{}/rkubelet/grpc-health:1.0", self.registry)
+    }
+
     /// The socket path of the endpoint.
     pub fn socket(&self) -> PathBuf {
         PathBuf::from(self.runtime_endpoint.trim_start_matches("unix://"))
