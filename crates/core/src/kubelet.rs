@@ -162,6 +162,21 @@ impl Kubelet {
             pod_is_terminal: terminal,
             now: self.now(),
         });
+        let mut status = status;
+        if !is_terminal(status.phase.as_deref())
+            && active_deadline(pod, &status, self.clock.now()) == Some(Duration::ZERO)
+        {
+            // Upstream's activeDeadlineHandler: the pod fails; the worker then terminates it.
+            self.recorder.record(crate::events::pod_event(
+                pod,
+                EventType::Normal,
+                DEADLINE_EXCEEDED,
+                DEADLINE_EXCEEDED_MESSAGE,
+            ));
+            status.phase = Some(crate::status::phases::FAILED.into());
+            status.reason = Some(DEADLINE_EXCEEDED.into());
+            status.message = Some(DEADLINE_EXCEEDED_MESSAGE.into());
+        }
         let phase = status.phase.clone();
         self.statuses.set(pod.clone(), status);
         // Readiness probes of containers that just started run now rather than a period later.
@@ -192,17 +207,20 @@ impl PodSyncer for Kubelet {
             _ = cancel.cancelled() => return SyncOutcome::default(),
         };
         if let Ok(mut r) = self.reasons.lock() {
-            r.insert(uid, result.reasons.clone());
+            r.insert(uid.clone(), result.reasons.clone());
         }
+        // Come back when the pod's activeDeadlineSeconds runs out.
+        let deadline = self.statuses.get(&uid).and_then(|s| active_deadline(&pod, &s, self.clock.now()));
+        let requeue_after = match (result.requeue_after, deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         // Learn what this sync did right away rather than at the next PLEG relist.
         let phase = match self.runtime_status(&pod).await {
             Some(rt) => self.update_status(&pod, &rt, result.init_failed),
             None => None,
         };
-        SyncOutcome {
-            requeue_after: result.requeue_after,
-            terminal: result.init_failed || is_terminal(phase.as_deref()),
-        }
+        SyncOutcome { requeue_after, terminal: result.init_failed || is_terminal(phase.as_deref()) }
     }
 
     async fn sync_terminating_pod(&self, uid: &str, pod: Option<&Pod>, grace: Option<i64>) -> Result<(), String> {
@@ -260,6 +278,21 @@ impl PodSyncer for Kubelet {
         }
         Ok(())
     }
+}
+
+/// The pod phase reason and message when `activeDeadlineSeconds` ran out (upstream's
+/// `activeDeadlineHandler`).
+pub const DEADLINE_EXCEEDED: &str = "DeadlineExceeded";
+pub const DEADLINE_EXCEEDED_MESSAGE: &str = "Pod was active on the node longer than the specified deadline";
+
+/// How long the pod may still be active under its `activeDeadlineSeconds`, counted from its
+/// `status.startTime`: `Some(ZERO)` once it ran out, `None` without a deadline or start time.
+pub fn active_deadline(pod: &Pod, status: &k8s_openapi::api::core::v1::PodStatus, now: Duration) -> Option<Duration> {
+    let secs = pod.spec.as_ref()?.active_deadline_seconds?;
+    let start = status.start_time.as_ref()?.0.as_second();
+    let start = Duration::from_secs(u64::try_from(start).ok()?);
+    let allowed = Duration::from_secs(u64::try_from(secs).unwrap_or(0));
+    Some((start + allowed).saturating_sub(now))
 }
 
 /// What admission needs to know about the node (only for pods from the API server).
@@ -488,6 +521,23 @@ mod tests {
         assert_eq!(first, "OutOfhugepages-2Mi");
         assert!(std::ptr::eq(first, leak_reason("OutOfhugepages-2Mi")), "interned once");
         assert_eq!(leak_reason("Whatever"), "UnexpectedAdmissionError");
+    }
+
+    #[test]
+    fn active_deadline_counts_from_the_start_time() {
+        let pod: Pod =
+            serde_json::from_value(serde_json::json!({"spec": {"containers": [], "activeDeadlineSeconds": 30}}))
+                .unwrap_or_default();
+        let started = |secs: i64| k8s_openapi::api::core::v1::PodStatus {
+            start_time: Some(Time(k8s_openapi::jiff::Timestamp::from_second(secs).unwrap_or_default())),
+            ..Default::default()
+        };
+        let now = Duration::from_secs(1_000);
+        assert_eq!(active_deadline(&pod, &started(990), now), Some(Duration::from_secs(20)));
+        assert_eq!(active_deadline(&pod, &started(970), now), Some(Duration::ZERO), "exactly 30 s");
+        assert_eq!(active_deadline(&pod, &started(900), now), Some(Duration::ZERO));
+        assert_eq!(active_deadline(&pod, &Default::default(), now), None, "not started");
+        assert_eq!(active_deadline(&Pod::default(), &started(900), now), None, "no deadline");
     }
 
     #[tokio::test]

@@ -564,3 +564,59 @@ async fn lifecycle_hooks_run_after_start_and_before_stop() {
     a.remove_manifest("badhook.yaml");
     a.cleanup().await;
 }
+
+#[tokio::test]
+async fn termination_messages_from_the_file_and_from_the_logs() {
+    let Some(env) = NodeEnv::require() else { return };
+    let a = agent(&env, "term-msg");
+    let from_file = "  restartPolicy: Never\n  containers:\n  - name: app\n    image: IMAGE\n    command: ['sh', '-c', 'printf \"bye from file\" > /dev/termination-log; exit 0']\n";
+    let from_logs = "  restartPolicy: Never\n  containers:\n  - name: app\n    image: IMAGE\n    terminationMessagePolicy: FallbackToLogsOnError\n    command: ['sh', '-c', 'echo starting; echo \"fatal: no config\" >&2; exit 3']\n";
+    a.write_manifest("msg-file.yaml", &manifest("msg-file", &env.test_image, from_file));
+    a.write_manifest("msg-logs.yaml", &manifest("msg-logs", &env.test_image, from_logs));
+    for (name, code, reason, message) in
+        [("msg-file", 0, "Completed", "bye from file"), ("msg-logs", 3, "Error", "starting\nfatal: no config\n")]
+    {
+        let t = wait_for(&format!("{name} terminated"), Duration::from_secs(60), || async {
+            let p = a.pod(name).await?;
+            cstatus(&p, "app")
+                .and_then(|c| c.state?.terminated)
+                .ok_or_else(|| format!("{:?}\n{}", p.status, tail(&a.log())))
+        })
+        .await;
+        assert_eq!((t.exit_code, t.reason.as_deref(), t.message.as_deref()), (code, Some(reason), Some(message)));
+    }
+    a.remove_manifest("msg-file.yaml");
+    a.remove_manifest("msg-logs.yaml");
+    a.cleanup().await;
+}
+
+#[tokio::test]
+async fn active_deadline_fails_the_pod_and_stops_it() {
+    let Some(env) = NodeEnv::require() else { return };
+    let a = agent(&env, "deadline");
+    let body = "  activeDeadlineSeconds: 3\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: app\n    image: IMAGE\n    command: ['sleep', '3600']\n";
+    a.write_manifest("deadline.yaml", &manifest("deadline", &env.test_image, body));
+    let p = wait_for("pod failed with DeadlineExceeded and its container stopped", Duration::from_secs(60), || async {
+        let p = a.pod("deadline").await?;
+        let st = p.status.clone().unwrap_or_default();
+        let stopped = cstatus(&p, "app").and_then(|c| c.state?.terminated).is_some();
+        if st.phase.as_deref() == Some("Failed") && st.reason.as_deref() == Some("DeadlineExceeded") && stopped {
+            Ok(p)
+        } else {
+            Err(format!("{st:?}\n{}", tail(&a.log())))
+        }
+    })
+    .await;
+    let st = p.status.unwrap();
+    assert_eq!(st.message.as_deref(), Some("Pod was active on the node longer than the specified deadline"));
+    let started = st.start_time.unwrap().0.as_second();
+    let finished = cstatus(&a.pod("deadline").await.unwrap(), "app")
+        .and_then(|c| c.state?.terminated?.finished_at)
+        .unwrap()
+        .0
+        .as_second();
+    assert!(finished >= started + 3, "not before the deadline: started {started}, finished {finished}");
+    assert!(a.log().contains("event: Pod was active on the node longer than the specified deadline"));
+    a.remove_manifest("deadline.yaml");
+    a.cleanup().await;
+}

@@ -180,8 +180,8 @@ impl RuntimeManager {
                 image_ref: st.image_ref.clone(),
                 restart_count: labels::restart_count(&c.annotations),
                 hash: c.annotations.get(labels::CONTAINER_HASH).cloned().unwrap_or_default(),
+                message: crate::runtime::termination::container_message(&st, &c.annotations),
                 reason: st.reason,
-                message: st.message,
             });
         }
         out.containers.sort_by_key(|c| std::cmp::Reverse(c.created_at));

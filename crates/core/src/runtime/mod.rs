@@ -10,6 +10,7 @@ pub mod images;
 pub mod labels;
 pub mod manager;
 pub mod sandbox;
+pub mod termination;
 
 #[cfg(test)]
 mod manager_tests;
