@@ -478,25 +478,51 @@ impl RuntimeManager {
         }
     }
 
-    /// Stops every running container (in parallel, each with `grace` seconds, the pod's
-    /// termination grace period by default) and then the sandboxes. Containers stay for logs and
-    /// status until `remove_pod`.
+    /// Stops every running container, each with `grace` seconds (the pod's termination grace
+    /// period by default), then the sandboxes. Regular containers stop in parallel first; then
+    /// sidecars (restartable init containers) one at a time in reverse order with what is left of
+    /// the grace period, so they serve the app containers until those are gone (upstream's
+    /// termination ordering). Containers stay for logs and status until `remove_pod`.
     pub async fn kill_pod(&self, pod: Option<&Pod>, status: &PodRuntimeStatus, grace: Option<i64>) {
         let grace = grace.or(pod.map(grace_period)).unwrap_or(30);
-        let running =
-            status.containers.iter().filter(|c| matches!(c.state, ContainerState::Running | ContainerState::Created));
+        let running: Vec<&ContainerRuntimeStatus> = status
+            .containers
+            .iter()
+            .filter(|c| matches!(c.state, ContainerState::Running | ContainerState::Created))
+            .collect();
         let pod_ip = status.ips().first().map(String::as_str);
-        let stops = running.map(|c| async move {
-            if let Some(pod) = pod {
-                let message = format!("Stopping container {}", c.name);
-                self.kill_container(pod, &c.name, &c.id, grace, message, pod_ip).await;
-            } else if let Err(e) = self.runtime.stop_container(&c.id, grace).await
-                && !e.is_not_found()
-            {
-                tracing::warn!(pod_uid = %status.uid, container = %c.name, "stopping container {}: {e}", c.id);
+        let stop = |c: &'_ ContainerRuntimeStatus, grace: i64| {
+            let (name, id) = (c.name.clone(), c.id.clone());
+            async move {
+                if let Some(pod) = pod {
+                    let message = format!("Stopping container {name}");
+                    self.kill_container(pod, &name, &id, grace, message, pod_ip).await;
+                } else if let Err(e) = self.runtime.stop_container(&id, grace).await
+                    && !e.is_not_found()
+                {
+                    tracing::warn!(pod_uid = %status.uid, container = %name, "stopping container {id}: {e}");
+                }
             }
-        });
-        futures::future::join_all(stops).await;
+        };
+        let sidecars: Vec<&str> = pod
+            .and_then(|p| p.spec.as_ref())
+            .and_then(|s| s.init_containers.as_ref())
+            .into_iter()
+            .flatten()
+            .filter(|c| c.restart_policy.as_deref() == Some("Always"))
+            .map(|c| c.name.as_str())
+            .rev()
+            .collect();
+        let started = tokio::time::Instant::now();
+        let regular = running.iter().filter(|c| !sidecars.contains(&c.name.as_str())).map(|c| stop(c, grace));
+        futures::future::join_all(regular).await;
+        for name in &sidecars {
+            let spent = i64::try_from(started.elapsed().as_secs()).unwrap_or(i64::MAX);
+            let left = grace.saturating_sub(spent).max(0);
+            for c in running.iter().filter(|c| c.name == *name) {
+                stop(c, left).await;
+            }
+        }
         for s in status.sandboxes.iter().filter(|s| s.ready) {
             if let Err(e) = self.runtime.stop_pod_sandbox(&s.id).await
                 && !e.is_not_found()

@@ -317,3 +317,45 @@ async fn failed_liveness_kills_with_the_probes_grace_period_and_restarts() {
     assert_ne!(latest.id, first, "a new instance");
     assert_eq!((latest.state, latest.restart_count), (ContainerState::Running, 1));
 }
+
+#[tokio::test(start_paused = true)]
+async fn sidecars_stop_after_the_app_containers_in_reverse_order() {
+    let h = harness();
+    let uid = "0123456789abcdef";
+    let mut p = pod("Always", "busybox:1.36");
+    if let Some(spec) = p.spec.as_mut() {
+        let sidecar = |name: &str| Container {
+            name: name.into(),
+            image: Some("busybox:1.36".into()),
+            restart_policy: Some("Always".into()),
+            ..Default::default()
+        };
+        spec.init_containers = Some(vec![sidecar("logs"), sidecar("proxy")]);
+        // The app takes 3 s to stop (its preStop hook).
+        spec.containers[0].lifecycle =
+            Some(serde_json::from_value(serde_json::json!({"preStop": {"sleep": {"seconds": 3}}})).expect("lifecycle"));
+    }
+    // Start the sidecars in order, then the app.
+    for _ in 0..3 {
+        let rt = h.manager.get_pod_status(uid).await.expect("status");
+        h.manager.sync_pod(&p, &rt).await;
+    }
+    let rt = h.manager.get_pod_status(uid).await.expect("status");
+    assert_eq!(rt.containers.iter().filter(|c| c.state == ContainerState::Running).count(), 3, "{rt:?}");
+    let id_of = |name: &str| rt.latest(name).map(|c| c.id.clone()).unwrap_or_default();
+    h.fake.clear_calls();
+    h.manager.kill_pod(Some(&p), &rt, Some(10)).await;
+    let stops: Vec<String> = h
+        .fake
+        .calls()
+        .into_iter()
+        .filter_map(|c| {
+            c.strip_prefix("StopContainer ").map(|rest| rest.split_whitespace().next().unwrap_or("").to_string())
+        })
+        .collect();
+    assert_eq!(stops, vec![id_of("app"), id_of("proxy"), id_of("logs")], "app, then sidecars in reverse");
+    // The sidecars waited for the app to be gone and got what was left of the grace period.
+    assert_eq!(h.fake.stop_timeout(&id_of("app")), Some(7));
+    assert_eq!(h.fake.stop_timeout(&id_of("proxy")), Some(7));
+    assert_eq!(h.fake.stop_timeout(&id_of("logs")), Some(7));
+}
