@@ -123,7 +123,7 @@ impl Handlers for RuntimeHandlers {
     async fn run(
         &self,
         probe: &Probe,
-        _pod: &Pod,
+        pod: &Pod,
         pod_ip: Option<&str>,
         c: &Container,
         container_id: &str,
@@ -152,7 +152,7 @@ impl Handlers for RuntimeHandlers {
             )
             .await);
         }
-        Err(format!("missing probe handler for {}:{}", crate::runtime::hooks::format_pod(_pod), c.name))
+        Err(format!("missing probe handler for {}:{}", crate::runtime::hooks::format_pod(pod), c.name))
     }
 }
 
