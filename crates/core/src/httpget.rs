@@ -41,7 +41,8 @@ pub struct Url {
 }
 
 impl Url {
-    fn authority(&self) -> String {
+    /// `host:port` (`[v6]:port`), Go's `URL.Host`.
+    pub fn authority(&self) -> String {
         if self.host.contains(':') {
             format!("[{}]:{}", self.host, self.port)
         } else {
@@ -199,9 +200,17 @@ async fn once(url: &Url, headers: &[(String, String)]) -> Result<(Response, Opti
         let server_name = rustls::pki_types::ServerName::try_from(url.host.clone())
             .map_err(|e| format!("invalid server name {:?}: {e}", url.host))?;
         let tls = tokio_rustls::TlsConnector::from(insecure_tls_config()?)
-            .connect(server_name, tcp)
+            .connect(server_name, FirstBytes::new(tcp))
+            .into_fallible()
             .await
-            .map_err(|e| format!("tls: {e}"))?;
+            .map_err(|(e, stream)| {
+                if stream.first == *b"HTTP/" {
+                    // Go's wording, which the lifecycle hooks' HTTP fallback looks for.
+                    HTTP_RESPONSE_TO_HTTPS.to_string()
+                } else {
+                    format!("tls: {e}")
+                }
+            })?;
         exchange(tls, url, headers).await
     } else {
         exchange(tcp, url, headers).await
@@ -246,6 +255,64 @@ where
     .await;
     conn.abort();
     result
+}
+
+/// The error of an HTTPS request answered in plain HTTP (Go's `http.Client` words).
+pub const HTTP_RESPONSE_TO_HTTPS: &str = "http: server gave HTTP response to HTTPS client";
+
+/// A stream that remembers the first 5 bytes read from it: a TLS record header, or `HTTP/` when
+/// the server speaks plain HTTP (Go's check before it reports [`HTTP_RESPONSE_TO_HTTPS`]).
+struct FirstBytes<S> {
+    inner: S,
+    first: [u8; 5],
+    seen: usize,
+}
+
+impl<S> FirstBytes<S> {
+    fn new(inner: S) -> Self {
+        Self { inner, first: [0; 5], seen: 0 }
+    }
+}
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for FirstBytes<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        let this = &mut *self;
+        if this.seen < this.first.len() {
+            let fresh = &buf.filled()[before..];
+            let n = fresh.len().min(this.first.len() - this.seen);
+            this.first[this.seen..this.seen + n].copy_from_slice(&fresh[..n]);
+            this.seen += n;
+        }
+        polled
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for FirstBytes<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }
 
 /// The cause of a failed connect as Go words it (`connect: connection refused`).

@@ -620,3 +620,24 @@ async fn active_deadline_fails_the_pod_and_stops_it() {
     a.remove_manifest("deadline.yaml");
     a.cleanup().await;
 }
+
+#[tokio::test]
+async fn memory_limit_exceeded_is_reported_as_oom_killed() {
+    let Some(env) = NodeEnv::require() else { return };
+    let a = agent(&env, "oom");
+    // The shell holds 64 MiB in a variable, four times the limit.
+    let body = "  restartPolicy: Never\n  containers:\n  - name: app\n    image: IMAGE\n    resources:\n      limits:\n        memory: 16Mi\n    command: ['sh', '-c', 'x=$(head -c 67108864 /dev/zero | tr \"\\\\0\" a); echo survived']\n";
+    a.write_manifest("oom.yaml", &manifest("oom", &env.test_image, body));
+    let p = wait_for("container terminated", Duration::from_secs(60), || async {
+        let p = a.pod("oom").await?;
+        match cstatus(&p, "app").and_then(|c| c.state?.terminated) {
+            Some(_) if phase(&p) == "Failed" => Ok(p),
+            _ => Err(format!("{:?}\n{}", p.status, tail(&a.log()))),
+        }
+    })
+    .await;
+    let t = cstatus(&p, "app").and_then(|c| c.state?.terminated).unwrap();
+    assert_eq!((t.reason.as_deref(), t.exit_code), (Some("OOMKilled"), 137), "{t:?}");
+    a.remove_manifest("oom.yaml");
+    a.cleanup().await;
+}

@@ -1,6 +1,7 @@
 //! Pod spec container → CRI `ContainerConfig` (upstream `generateContainerConfig`): command/args
 //! with `$(VAR)` expansion against the environment built in [`super::env`], working dir, mounts,
-//! log path `<name>/<restartCount>.log`, labels/annotations and the Linux security context.
+//! log path `<name>/<restartCount>.log`, labels/annotations, the Linux resources
+//! ([`super::resources`]) and security context.
 
 use std::collections::HashMap;
 
@@ -9,6 +10,7 @@ use k8s_openapi::api::core::v1::{Container, Pod};
 
 use crate::runtime::env::expand;
 use crate::runtime::labels::{container_annotations, container_labels};
+use crate::runtime::resources::linux_container_resources;
 use crate::runtime::sandbox::namespace_options;
 
 fn security_context(pod: &Pod, c: &Container) -> api::LinuxContainerSecurityContext {
@@ -66,7 +68,10 @@ pub fn generate_container_config(
         stdin: c.stdin.unwrap_or(false),
         stdin_once: c.stdin_once.unwrap_or(false),
         tty: c.tty.unwrap_or(false),
-        linux: Some(api::LinuxContainerConfig { resources: None, security_context: Some(security_context(pod, c)) }),
+        linux: Some(api::LinuxContainerConfig {
+            resources: Some(linux_container_resources(c)),
+            security_context: Some(security_context(pod, c)),
+        }),
         ..Default::default()
     }
 }

@@ -421,7 +421,9 @@ impl RuntimeManager {
         ));
         if let Some(hook) = c.lifecycle.as_ref().and_then(|l| l.post_start.as_ref()) {
             let pod_ip = ctx.pod_ips.first().map(String::as_str);
-            if let Err(message) = run_hook(self.runtime.as_ref(), pod, c, &id, pod_ip, hook).await {
+            if let Err(message) =
+                run_hook(self.runtime.as_ref(), pod, c, &id, pod_ip, hook, self.recorder.as_ref()).await
+            {
                 tracing::warn!(pod = %pod_key(pod), container = %c.name, "{message}");
                 // The hook's output stays out of the event (it may hold secrets), as upstream.
                 self.recorder.record(container_event(
@@ -452,7 +454,12 @@ impl RuntimeManager {
         {
             let started = tokio::time::Instant::now();
             let limit = Duration::from_secs(u64::try_from(grace).unwrap_or(0));
-            match tokio::time::timeout(limit, run_hook(self.runtime.as_ref(), pod, c, id, pod_ip, hook)).await {
+            match tokio::time::timeout(
+                limit,
+                run_hook(self.runtime.as_ref(), pod, c, id, pod_ip, hook, self.recorder.as_ref()),
+            )
+            .await
+            {
                 Ok(Ok(())) => {}
                 Ok(Err(message)) => {
                     tracing::warn!(pod = %pod_key(pod), container = %name, "{message}");
