@@ -21,12 +21,12 @@ use crate::events::{EventRecorder, EventType};
 use crate::pleg::PlegEvent;
 use crate::pod_dirs::PodDirs;
 use crate::pod_workers::{PodSyncer, PodWorkers, SyncOutcome};
-use crate::prober::{ProbeManager, ProbeResult, ResultsManager, RuntimeHandlers, Update};
+use crate::prober::{ProbeManager, ProbeResult, ProbeType, ResultsManager, RuntimeHandlers, Update};
 use crate::runtime::labels;
 use crate::runtime::manager::RuntimeManager;
 use crate::runtime::sandbox::pod_logs_dir;
 use crate::source::{FILE_SOURCE, PodConfig, PodOp, PodUpdate, SourceSnapshot, is_static_pod};
-use crate::status::{StatusInput, compute_pod_status, is_terminal};
+use crate::status::{ProbeView, StatusInput, compute_pod_status, is_terminal};
 use crate::status_manager::StatusManager;
 use crate::volume::VolumeManager;
 
@@ -156,8 +156,13 @@ impl Kubelet {
             runtime: rt,
             reasons: &reasons,
             old: old.as_ref(),
-            readiness: &|id| passed(&results.readiness, id),
-            startup: &|id| passed(&results.startup, id),
+            probes: ProbeView {
+                readiness: &|id| passed(&results.readiness, id),
+                startup: &|id| passed(&results.startup, id),
+                readiness_worker: &|name| self.probes.has_worker(uid, name, ProbeType::Readiness),
+                startup_worker: &|name| self.probes.has_worker(uid, name, ProbeType::Startup),
+                restart_cutoff: Some(self.probes.restart_cutoff()),
+            },
             host_ip: self.host_ip.as_deref(),
             pod_is_terminal: terminal,
             now: self.now(),

@@ -346,3 +346,53 @@ async fn api_server_outage_keeps_pods_running_and_status_catches_up() {
     a.cleanup().await;
     cluster.cleanup().await.unwrap();
 }
+
+/// A kubelet restart does not flap readiness: a container that was ready and running since
+/// before the restart is reported ready by the new kubelet before its readiness probe runs again
+/// (upstream's kubelet-restart grace: containers started more than 10 s before the kubelet).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_ready_container_stays_ready_across_a_kubelet_restart() {
+    let Some(env) = NodeEnv::require() else { return };
+    let cluster = TestCluster::start().await.unwrap();
+    let mut a = common::cluster_agent(&env, &cluster, "ready-restart", CONFIG);
+    let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
+    let mut pod = common::sleeping_pod("steady", &a.node, &env.test_image);
+    // A long period: after the restart the first probe waits a random part of it.
+    pod.spec.as_mut().unwrap().containers[0].readiness_probe = Some(
+        serde_json::from_value(serde_json::json!({"exec": {"command": ["true"]}, "periodSeconds": 120})).unwrap(),
+    );
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    let started = wait_for("pod Ready in the API for over 10 s", Duration::from_secs(60), || async {
+        let p = pods.get("steady").await.map_err(|e| e.to_string())?;
+        let cs = p.status.as_ref().and_then(|s| s.container_statuses.as_ref()).and_then(|c| c.first().cloned());
+        let started = cs.as_ref().and_then(|c| c.state.as_ref()?.running.as_ref()?.started_at.clone());
+        match (condition(&p, "Ready").as_deref(), started) {
+            (Some("True"), Some(t)) if t.0.as_second() + 11 < jiff_now() => Ok(t),
+            other => Err(format!("{other:?}\n{}", common::tail(&a.log()))),
+        }
+    })
+    .await;
+
+    a.kill9();
+    a.spawn();
+    let p = wait_for("the restarted kubelet reports the pod", Duration::from_secs(30), || async {
+        let all = a.pods().await?;
+        all.into_iter()
+            .find(|p| p.metadata.name.as_deref() == Some("steady"))
+            .ok_or_else(|| format!("not yet\n{}", common::tail(&a.log())))
+    })
+    .await;
+    let cs = p.status.as_ref().and_then(|s| s.container_statuses.as_ref()).and_then(|c| c.first().cloned()).unwrap();
+    let running_since = cs.state.as_ref().and_then(|s| s.running.as_ref()).and_then(|r| r.started_at.clone());
+    assert_eq!(running_since, Some(started), "the same instance, adopted");
+    assert_eq!((cs.started, cs.ready), (Some(true), true), "kept ready until probed\n{}", common::tail(&a.log()));
+    assert_eq!(condition(&p, "Ready").as_deref(), Some("True"));
+
+    pods.delete("steady", &DeleteParams::default()).await.unwrap();
+    a.cleanup().await;
+    cluster.cleanup().await.unwrap();
+}
+
+fn jiff_now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0))
+}

@@ -48,11 +48,23 @@ pub(crate) async fn probe(host: &str, service: &str, port: u16, timeout: Duratio
     let endpoint = endpoint.connect_timeout(timeout);
     let endpoint = endpoint.clone().user_agent(crate::httpget::user_agent("probe")).unwrap_or(endpoint);
     let started = tokio::time::Instant::now();
-    let channel = match tokio::time::timeout(timeout, endpoint.connect()).await {
-        Ok(Ok(c)) => c,
-        Ok(Err(e)) => {
-            return (Outcome::Failure, format!("error: failed to connect service at {addr:?}: {}", error_chain(&e)));
+    // Upstream dials with WithBlock: a failed connect is retried (gRPC's backoff: 1 s, ×1.6)
+    // until the probe's timeout, which then reports it.
+    let connect = async {
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            match endpoint.connect().await {
+                Ok(c) => return c,
+                Err(e) => {
+                    tracing::debug!(%addr, "gRPC probe connect failed, retrying: {}", error_chain(&e));
+                    tokio::time::sleep(backoff).await;
+                    backoff = backoff.mul_f64(1.6).min(Duration::from_secs(120));
+                }
+            }
         }
+    };
+    let channel = match tokio::time::timeout(timeout, connect).await {
+        Ok(c) => c,
         Err(_) => {
             return (
                 Outcome::Failure,
@@ -103,4 +115,24 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         cur = s.source();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_closed_port_is_retried_until_the_timeout() {
+        let port = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap().port();
+        let started = tokio::time::Instant::now();
+        let (outcome, output) = probe("127.0.0.1", "", port, Duration::from_secs(3)).await;
+        assert_eq!(outcome, Outcome::Failure);
+        assert_eq!(
+            output,
+            format!("timeout: failed to connect service \"127.0.0.1:{port}\" within 3s: context deadline exceeded")
+        );
+        assert_eq!(started.elapsed(), Duration::from_secs(3), "upstream's blocking dial waits out the timeout");
+    }
 }

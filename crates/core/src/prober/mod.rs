@@ -19,6 +19,7 @@ mod tests;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Container, Pod, Probe};
 use tokio::sync::{Notify, mpsc};
@@ -231,7 +232,14 @@ pub(crate) struct Shared {
     /// When the prober started: workers started within one period of it wait a random part of
     /// their period first, so probes after a kubelet restart do not all fire at once.
     started: Instant,
+    /// The same start as wall-clock time since the epoch, less upstream's 10 s
+    /// `kubeletRestartGracePeriod`: a container running since before this was adopted from
+    /// before the kubelet started, and keeps its readiness until probed.
+    restart_cutoff: Duration,
 }
+
+/// Upstream's `kubeletRestartGracePeriod`.
+const RESTART_GRACE: Duration = Duration::from_secs(10);
 
 /// The prober manager (upstream `prober.Manager`).
 #[derive(Clone)]
@@ -250,11 +258,12 @@ impl ProbeManager {
             statuses,
             handlers,
             recorder,
-            clock,
             counters: Arc::default(),
             workers: Mutex::default(),
             next_id: std::sync::atomic::AtomicU64::new(0),
             started: Instant::now(),
+            restart_cutoff: clock.now().saturating_sub(RESTART_GRACE),
+            clock,
         }))
     }
 
@@ -319,19 +328,25 @@ impl ProbeManager {
         }
     }
 
-    /// Runs the readiness probes of a pod's containers that have no result yet at once (upstream
-    /// triggers them from `UpdatePodStatus`), so a container becomes ready without waiting a
-    /// full period after it started.
+    /// Runs at once the readiness probes of a pod's running containers that are not ready —
+    /// no result yet, or a failure (upstream triggers them from `UpdatePodStatus` on every
+    /// status it computes) — so a container becomes ready without waiting a full period.
     pub fn trigger_pending_readiness(&self, uid: &str, running: &[(String, String)]) {
         let Ok(workers) = self.0.workers.lock() else { return };
         for (name, id) in running {
-            if self.0.results.readiness.get(id).is_some() {
+            if self.0.results.readiness.get(id) == Some(ProbeResult::Success) {
                 continue;
             }
             if let Some(h) = workers.get(&(uid.to_string(), name.clone(), ProbeType::Readiness)) {
                 h.trigger.notify_one();
             }
         }
+    }
+
+    /// Wall-clock time since the epoch before which a running container predates the kubelet's
+    /// start (the start less 10 s, upstream's `kubeletRestartGracePeriod`).
+    pub fn restart_cutoff(&self) -> Duration {
+        self.0.restart_cutoff
     }
 
     /// Whether a worker of this kind runs for the container (upstream `getWorker`).

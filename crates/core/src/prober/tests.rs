@@ -301,7 +301,7 @@ async fn errors_are_retried_then_thrown_away() {
     c.liveness_probe = Some(probe("live", 10, 1, 1));
     let p = pod(c, "Always");
     h.statuses.set(p.clone(), running("c1", now_secs(), true));
-    h.script.set("live", Err("couldn't find port: http in app"));
+    h.script.set("live", Err("strconv.Atoi: parsing \"http\": invalid syntax"));
     h.manager.add_pod(&p);
     run_for(1).await;
     assert_eq!(h.script.calls("live"), 3, "three tries in one period");
@@ -310,7 +310,7 @@ async fn errors_are_retried_then_thrown_away() {
     assert_eq!(events.len(), 1);
     assert_eq!(
         events[0].message,
-        "Liveness probe errored and resulted in unknown state: couldn't find port: http in app"
+        "Liveness probe errored and resulted in unknown state: strconv.Atoi: parsing \"http\": invalid syntax"
     );
 }
 
@@ -407,4 +407,91 @@ async fn workers_started_with_the_kubelet_wait_a_random_part_of_their_period() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(start.elapsed() <= Duration::from_secs(100), "within one period");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_container_adopted_after_a_kubelet_restart_gets_no_initial_result() {
+    let h = harness().await;
+    let mut c = app();
+    c.readiness_probe = Some(probe("ready", 10, 3, 1));
+    let p = pod(c, "Always");
+    // Running since before the kubelet started (the prober's start, BASE, less 10 s).
+    h.statuses.set(p.clone(), running("c1", BASE - 60, true));
+    h.script.set("ready", Ok((Outcome::Failure, "")));
+    h.manager.add_pod(&p);
+    run_for(1).await;
+    assert_eq!(h.script.calls("ready"), 1);
+    assert_eq!(h.manager.results().readiness.get("c1"), None, "no initial Failure: its readiness stands");
+    run_for(20).await;
+    assert_eq!(h.manager.results().readiness.get("c1"), Some(ProbeResult::Failure), "until the threshold");
+    // A container started while the kubelet runs is new: it starts not ready.
+    h.statuses.set(p.clone(), running("c2", now_secs() + 25, true));
+    h.script.set("ready", Ok((Outcome::Failure, "")));
+    run_for(10).await;
+    assert_eq!(h.manager.results().readiness.get("c2"), Some(ProbeResult::Failure));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_startup_result_past_its_threshold_holds_the_worker() {
+    let h = harness().await;
+    let mut c = app();
+    c.startup_probe = Some(probe("startup", 1, 3, 1));
+    let p = pod(c, "Always");
+    // The status still says not started (the kubelet has not recomputed it yet).
+    h.statuses.set(p.clone(), running("c1", now_secs(), false));
+    h.manager.add_pod(&p);
+    run_for(5).await;
+    assert_eq!(h.manager.results().startup.get("c1"), Some(ProbeResult::Success));
+    assert_eq!(h.script.calls("startup"), 1, "no extra startup probes after the success");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_sidecar_worker_outlives_its_container_under_restart_policy_never() {
+    let h = harness().await;
+    let mut sc = Container { name: "proxy".into(), restart_policy: Some("Always".into()), ..Default::default() };
+    sc.readiness_probe = Some(probe("ready", 1, 1, 1));
+    let mut p = (*pod(app(), "Never")).clone();
+    if let Some(spec) = p.spec.as_mut() {
+        spec.init_containers = Some(vec![sc]);
+    }
+    let p = Arc::new(p);
+    let exited = PodStatus {
+        phase: Some("Running".into()),
+        init_container_statuses: Some(vec![ContainerStatus {
+            name: "proxy".into(),
+            container_id: Some("containerd://s1".into()),
+            state: Some(ContainerState {
+                terminated: Some(ContainerStateTerminated { exit_code: 1, ..Default::default() }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }]),
+        ..Default::default()
+    };
+    h.statuses.set(p.clone(), exited);
+    h.manager.add_pod(&p);
+    run_for(5).await;
+    assert!(h.manager.has_worker("u1", "proxy", ProbeType::Readiness), "the sidecar will be restarted");
+    assert_eq!(h.manager.results().readiness.get("s1"), Some(ProbeResult::Failure));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_manual_run_probes_a_failing_container_and_restarts_the_period() {
+    let h = harness().await;
+    let mut c = app();
+    c.readiness_probe = Some(probe("ready", 10, 1, 1));
+    let p = pod(c, "Always");
+    h.statuses.set(p.clone(), running("c1", now_secs(), true));
+    h.script.set("ready", Ok((Outcome::Failure, "")));
+    h.manager.add_pod(&p);
+    run_for(1).await;
+    assert_eq!(h.manager.results().readiness.get("c1"), Some(ProbeResult::Failure));
+    run_for(4).await; // t = 5
+    h.manager.trigger_pending_readiness("u1", &[("app".into(), "c1".into())]);
+    run_for(1).await;
+    assert_eq!(h.script.calls("ready"), 2, "a failed container is probed again at once");
+    run_for(7).await; // t = 13: the old schedule would have probed at 10
+    assert_eq!(h.script.calls("ready"), 2, "the period restarted at the manual run");
+    run_for(3).await; // t = 16
+    assert_eq!(h.script.calls("ready"), 3);
 }

@@ -35,6 +35,17 @@ impl Worker {
         Self { pod, uid, container, spec, kind, container_id: None, last_result: None, result_run: 0, on_hold: false }
     }
 
+    /// Whether the probed container is a sidecar (an init container with `restartPolicy: Always`).
+    fn is_sidecar(&self) -> bool {
+        self.container.restart_policy.as_deref() == Some("Always")
+            && self
+                .pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.init_containers.as_ref())
+                .is_some_and(|ics| ics.iter().any(|c| c.name == self.container.name))
+    }
+
     fn period(&self) -> Duration {
         Duration::from_secs(u64::try_from(self.spec.period_seconds.unwrap_or(10)).unwrap_or(10).max(1))
     }
@@ -62,7 +73,8 @@ impl Worker {
             tokio::select! {
                 _ = stop.cancelled() => break,
                 _ = ticker.tick() => {}
-                _ = trigger.notified() => {}
+                // A manual run restarts the period from now, as upstream's ticker reset.
+                _ = trigger.notified() => ticker.reset(),
             }
         }
         self.cleanup(&shared, id);
@@ -103,11 +115,25 @@ impl Worker {
         let full_id = cs.container_id.as_deref().unwrap_or_default();
         let id = full_id.split_once("://").map_or(full_id, |(_, rest)| rest).to_string();
         let results = shared.results.of(self.kind);
+        let sidecar = self.is_sidecar();
         if self.container_id.as_deref() != Some(id.as_str()) {
             if let Some(old) = &self.container_id {
                 results.remove(old);
             }
-            results.set(&id, self.kind.initial(), &self.uid);
+            // A container running since before the kubelet started is adopted, not new: it gets
+            // no initial result, so a ready container does not turn NotReady until probed
+            // (upstream's default, without ChangeContainerStatusOnKubeletRestart). An adopted
+            // sidecar that had started keeps its startup Success, so later init containers go on.
+            let adopted =
+                cs.state.as_ref().and_then(|s| s.running.as_ref()).and_then(|r| r.started_at.as_ref()).is_some_and(
+                    |t| t.0.as_nanosecond() < i128::try_from(shared.restart_cutoff.as_nanos()).unwrap_or(i128::MAX),
+                );
+            if sidecar && self.kind == ProbeType::Startup && cs.started == Some(true) {
+                results.set(&id, ProbeResult::Success, &self.uid);
+            }
+            if !adopted {
+                results.set(&id, self.kind.initial(), &self.uid);
+            }
             self.container_id = Some(id.clone());
             self.on_hold = false;
         }
@@ -117,18 +143,20 @@ impl Worker {
         let state = cs.state.clone().unwrap_or_default();
         let Some(running) = state.running else {
             results.set(&id, ProbeResult::Failure, &self.uid);
+            // Stop for good only when the container will not run again; a sidecar always does.
             let never = self.pod.spec.as_ref().and_then(|s| s.restart_policy.as_deref()) == Some("Never");
-            return state.terminated.is_none() || !never;
+            return state.terminated.is_none() || !never || sidecar;
         };
         if self.pod.metadata.deletion_timestamp.is_some() && self.kind != ProbeType::Readiness {
             // A quiet shutdown: the container is being stopped on purpose.
             results.set(&id, ProbeResult::Success, &self.uid);
             return false;
         }
-        let initial_delay = i64::from(self.spec.initial_delay_seconds.unwrap_or(0));
-        let now = i64::try_from(shared.clock.now().as_secs()).unwrap_or(i64::MAX);
+        // Whole seconds since the start, as upstream truncates `time.Since(startedAt)`.
+        let initial_delay = i128::from(self.spec.initial_delay_seconds.unwrap_or(0));
+        let now = i128::try_from(shared.clock.now().as_nanos()).unwrap_or(i128::MAX);
         if let Some(started) = running.started_at.as_ref()
-            && now - started.0.as_second() < initial_delay
+            && (now - started.0.as_nanosecond()) / 1_000_000_000 < initial_delay
         {
             return true;
         }
@@ -184,8 +212,10 @@ impl Worker {
             return true; // below the threshold: the result stands
         }
         results.set(&id, result, &self.uid);
-        if matches!(self.kind, ProbeType::Liveness | ProbeType::Startup) && result == ProbeResult::Failure {
-            // The container will be restarted: wait for the new instance.
+        if (self.kind == ProbeType::Liveness && result == ProbeResult::Failure) || self.kind == ProbeType::Startup {
+            // After a liveness failure the container will be restarted; after a startup result
+            // past its threshold there is nothing more to learn (upstream #117153): wait for a
+            // new instance.
             self.on_hold = true;
             self.result_run = 0;
         }

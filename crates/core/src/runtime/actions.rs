@@ -130,7 +130,7 @@ pub fn compute_pod_actions(pod: &Pod, status: &PodRuntimeStatus, probes: &ProbeR
     if !initialized {
         for (i, c) in init.iter().enumerate() {
             let latest = status.latest(&c.name);
-            if let Some(kill) = latest.and_then(|s| sidecar_probe_kill(c, s, &failed_probe)) {
+            if let Some(kill) = latest.and_then(|s| sidecar_kill(c, s, &failed_probe)) {
                 a.containers_to_kill.push(kill);
                 a.next_init_container = Some(i);
                 return a;
@@ -178,18 +178,18 @@ pub fn compute_pod_actions(pod: &Pod, status: &PodRuntimeStatus, probes: &ProbeR
             _ => {}
         }
     }
-    // Sidecars that died or failed a probe are restarted whatever the pod's policy.
+    // Sidecars that died, failed a probe or changed are restarted whatever the pod's policy.
     for (i, c) in init.iter().enumerate().filter(|(_, c)| is_sidecar(c)) {
         let latest = status.latest(&c.name);
         let restart = match latest {
-            Some(s) if s.state == ContainerState::Running => match sidecar_probe_kill(c, s, &failed_probe) {
+            Some(s) => match sidecar_kill(c, s, &failed_probe) {
                 Some(kill) => {
                     a.containers_to_kill.push(kill);
                     true
                 }
-                None => false,
+                None => s.state != ContainerState::Running,
             },
-            _ => true,
+            None => true,
         };
         if restart && a.next_init_container.is_none() {
             a.next_init_container = Some(i);
@@ -201,24 +201,39 @@ pub fn compute_pod_actions(pod: &Pod, status: &PodRuntimeStatus, probes: &ProbeR
     a
 }
 
-/// A running sidecar that failed its liveness or startup probe is killed to be restarted
-/// (upstream's message has no "will be restarted" for init containers).
-fn sidecar_probe_kill(
+/// A sidecar to kill before it is restarted (upstream `computeInitContainerActions`): one in an
+/// unknown state; a running one that failed its startup probe, whose definition changed, or
+/// that failed its liveness probe, in that order. Upstream's messages for init containers have
+/// no "will be restarted".
+fn sidecar_kill(
     c: &Container,
     s: &ContainerRuntimeStatus,
     failed_probe: &dyn Fn(&str) -> Option<ProbeType>,
 ) -> Option<ContainerToKill> {
-    if !is_sidecar(c) || s.state != ContainerState::Running {
+    if !is_sidecar(c) {
         return None;
     }
-    let p = failed_probe(&s.id)?;
-    let what = if p == ProbeType::Startup { "startup" } else { "liveness" };
-    Some(ContainerToKill {
-        id: s.id.clone(),
-        name: c.name.clone(),
-        message: format!("Init container {} failed {what} probe", c.name),
-        probe: Some(p),
-    })
+    let kill = |message: String, probe: Option<ProbeType>| {
+        Some(ContainerToKill { id: s.id.clone(), name: c.name.clone(), message, probe })
+    };
+    match s.state {
+        ContainerState::Unknown => {
+            kill("Init container is in \"unknown\" state, try killing it before restart".into(), None)
+        }
+        ContainerState::Running => {
+            let failed = failed_probe(&s.id);
+            if failed == Some(ProbeType::Startup) {
+                kill(format!("Init container {} failed startup probe", c.name), failed)
+            } else if s.hash != hash_container(c) {
+                kill(format!("Init container {} definition changed", c.name), None)
+            } else if failed == Some(ProbeType::Liveness) {
+                kill(format!("Init container {} failed liveness probe", c.name), failed)
+            } else {
+                None
+            }
+        }
+        ContainerState::Created | ContainerState::Exited => None,
+    }
 }
 
 fn succeeded(latest: Option<&ContainerRuntimeStatus>) -> bool {
@@ -471,5 +486,35 @@ mod tests {
         assert_eq!(a.containers_to_kill[0].message, "Init container proxy failed liveness probe");
         assert_eq!(a.next_init_container, Some(0));
         assert!(a.containers_to_start.is_empty() && !a.kill_pod);
+    }
+
+    #[test]
+    fn a_changed_or_unknown_sidecar_is_killed_and_restarted() {
+        let mut p = pod("Always", &["proxy"], &["a"]);
+        p.spec.as_mut().unwrap().init_containers.as_mut().unwrap()[0].restart_policy = Some("Always".into());
+        let mut proxy = status(&p, "proxy", ContainerState::Running, 0);
+        proxy.hash = "other".into();
+        let st = PodRuntimeStatus {
+            sandboxes: vec![sandbox(true)],
+            containers: vec![proxy.clone(), status(&p, "a", ContainerState::Running, 0)],
+            ..Default::default()
+        };
+        let a = compute_pod_actions(&p, &st, &ProbeResults::detached());
+        let kills: Vec<(&str, Option<ProbeType>)> =
+            a.containers_to_kill.iter().map(|k| (k.message.as_str(), k.probe)).collect();
+        assert_eq!(kills, vec![("Init container proxy definition changed", None)]);
+        assert_eq!(a.next_init_container, Some(0));
+        assert!(!a.kill_pod, "the app keeps running");
+
+        proxy.state = ContainerState::Unknown;
+        proxy.hash = hash_container(&p.spec.as_ref().unwrap().init_containers.as_ref().unwrap()[0]);
+        let st = PodRuntimeStatus { containers: vec![proxy, status(&p, "a", ContainerState::Running, 0)], ..st };
+        let a = compute_pod_actions(&p, &st, &ProbeResults::detached());
+        assert_eq!(a.containers_to_kill.len(), 1);
+        assert_eq!(
+            a.containers_to_kill[0].message,
+            "Init container is in \"unknown\" state, try killing it before restart"
+        );
+        assert_eq!(a.next_init_container, Some(0));
     }
 }

@@ -99,19 +99,23 @@ pub async fn run_hook(
 /// The port of `port` in `c`: a number, or the name of one of its ports.
 pub fn resolve_port(port: &IntOrString, c: &Container) -> Result<u16, String> {
     let number = match port {
-        IntOrString::Int(n) => *n,
-        IntOrString::String(s) => match s.parse::<i32>() {
-            Ok(n) => n,
-            Err(_) => c
-                .ports
-                .iter()
-                .flatten()
-                .find(|p| p.name.as_deref() == Some(s.as_str()))
-                .map(|p| p.container_port)
-                .ok_or_else(|| format!("couldn't find port: {s} in {}", c.name))?,
+        IntOrString::Int(n) => i64::from(*n),
+        // Upstream's ResolveContainerPort: the name first, then the string as a number.
+        IntOrString::String(s) => match c.ports.iter().flatten().find(|p| p.name.as_deref() == Some(s.as_str())) {
+            Some(p) => i64::from(p.container_port),
+            None => go_atoi(s)?,
         },
     };
     u16::try_from(number).ok().filter(|n| *n > 0).ok_or_else(|| format!("invalid port number: {number}"))
+}
+
+/// Go's `strconv.Atoi` with its error words.
+fn go_atoi(s: &str) -> Result<i64, String> {
+    let digits = s.strip_prefix(['+', '-']).unwrap_or(s);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("strconv.Atoi: parsing {s:?}: invalid syntax"));
+    }
+    s.parse::<i64>().map_err(|_| format!("strconv.Atoi: parsing {s:?}: value out of range"))
 }
 
 #[cfg(test)]
@@ -148,7 +152,15 @@ mod tests {
         assert_eq!(resolve_port(&IntOrString::String("http".into()), &app()), Ok(8080));
         assert_eq!(
             resolve_port(&IntOrString::String("grpc".into()), &app()),
-            Err("couldn't find port: grpc in app".into())
+            Err("strconv.Atoi: parsing \"grpc\": invalid syntax".into())
+        );
+        assert_eq!(
+            resolve_port(&IntOrString::String("99999999999999999999".into()), &app()),
+            Err("strconv.Atoi: parsing \"99999999999999999999\": value out of range".into())
+        );
+        assert_eq!(
+            resolve_port(&IntOrString::String("70000".into()), &app()),
+            Err("invalid port number: 70000".into())
         );
         assert!(resolve_port(&IntOrString::Int(0), &app()).is_err());
     }

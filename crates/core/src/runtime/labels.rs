@@ -111,10 +111,92 @@ pub fn restart_count(annotations: &HashMap<String, String>) -> i32 {
     annotations.get(CONTAINER_RESTART_COUNT).and_then(|v| v.parse().ok()).unwrap_or(0)
 }
 
+/// Upstream's `restoreSpecsFromContainerLabels`: the pod and container spec a runtime container
+/// was made from, as far as its labels and annotations record them — identity, grace periods,
+/// the preStop hook, ports and termination-message settings. Used to kill an orphan the kubelet
+/// no longer has the spec of; a malformed annotation is left out.
+pub fn restore_specs(status: &cri::api::ContainerStatus) -> Pod {
+    let label = |k: &str| status.labels.get(k).cloned();
+    let note = |k: &str| status.annotations.get(k);
+    let number = |k: &str| note(k).and_then(|v| v.parse::<i64>().ok());
+    fn json<T: serde::de::DeserializeOwned>(v: Option<&String>) -> Option<T> {
+        v.and_then(|v| serde_json::from_str(v).ok())
+    }
+    let container = Container {
+        name: label(CONTAINER_NAME).unwrap_or_default(),
+        ports: json(note(CONTAINER_PORTS)),
+        termination_message_path: note(TERMINATION_MESSAGE_PATH).cloned(),
+        termination_message_policy: note(TERMINATION_MESSAGE_POLICY).cloned(),
+        lifecycle: json(note(PRE_STOP_HANDLER))
+            .map(|pre_stop| k8s_openapi::api::core::v1::Lifecycle { pre_stop: Some(pre_stop), ..Default::default() }),
+        ..Default::default()
+    };
+    Pod {
+        metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+            name: label(POD_NAME),
+            namespace: label(POD_NAMESPACE),
+            uid: label(POD_UID),
+            deletion_grace_period_seconds: number(POD_DELETION_GRACE_PERIOD),
+            ..Default::default()
+        },
+        spec: Some(k8s_openapi::api::core::v1::PodSpec {
+            termination_grace_period_seconds: number(POD_TERMINATION_GRACE_PERIOD),
+            containers: vec![container],
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    #[test]
+    fn specs_restore_from_what_the_labels_and_annotations_recorded() {
+        let mut p = pod();
+        p.metadata.deletion_grace_period_seconds = Some(7);
+        let c: Container = serde_json::from_value(serde_json::json!({
+            "name": "app",
+            "ports": [{"containerPort": 8080, "name": "http"}],
+            "terminationMessagePath": "/dev/termination-log",
+            "terminationMessagePolicy": "File",
+            "lifecycle": {"preStop": {"exec": {"command": ["sh", "-c", "sleep 1"]}}, "postStart": {"sleep": {"seconds": 1}}}
+        }))
+        .expect("container");
+        p.spec = Some(k8s_openapi::api::core::v1::PodSpec {
+            termination_grace_period_seconds: Some(45),
+            containers: vec![c.clone()],
+            ..Default::default()
+        });
+        let status = cri::api::ContainerStatus {
+            labels: container_labels(&p, &c),
+            annotations: container_annotations(&p, &c, 3),
+            ..Default::default()
+        };
+        let r = restore_specs(&status);
+        assert_eq!((name_of(&r), namespace_of(&r), uid_of(&r)), ("web-node1", "default", "u1"));
+        assert_eq!(r.metadata.deletion_grace_period_seconds, Some(7));
+        let spec = r.spec.expect("spec");
+        assert_eq!(spec.termination_grace_period_seconds, Some(45));
+        let rc = &spec.containers[0];
+        assert_eq!((rc.name.as_str(), rc.ports.clone()), ("app", c.ports.clone()));
+        assert_eq!(rc.termination_message_policy.as_deref(), Some("File"));
+        let lifecycle = rc.lifecycle.clone().expect("lifecycle");
+        assert_eq!(lifecycle.pre_stop, c.lifecycle.and_then(|l| l.pre_stop), "preStop only");
+        assert!(lifecycle.post_start.is_none());
+
+        let mut broken = status.clone();
+        broken.annotations.insert(PRE_STOP_HANDLER.into(), "{not json".into());
+        broken.annotations.insert(POD_TERMINATION_GRACE_PERIOD.into(), "soon".into());
+        let r = restore_specs(&broken);
+        assert!(
+            r.spec
+                .as_ref()
+                .is_some_and(|s| s.termination_grace_period_seconds.is_none() && s.containers[0].lifecycle.is_none())
+        );
+    }
 
     fn pod() -> Pod {
         Pod {

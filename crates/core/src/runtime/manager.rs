@@ -21,9 +21,10 @@ use crate::runtime::actions::compute_pod_actions;
 use crate::runtime::backoff::Backoff;
 use crate::runtime::container_config::generate_container_config;
 use crate::runtime::env::{EnvContext, fetch_env_objects, make_env};
-use crate::runtime::hooks::run_hook;
+use crate::runtime::hooks::{format_pod, run_hook};
 use crate::runtime::images::ImageManager;
-use crate::runtime::labels::{self, uid_of};
+use crate::runtime::labels::{self, restore_specs, uid_of};
+use crate::runtime::ordering::TerminationOrdering;
 use crate::runtime::sandbox::{RuntimeSettings, generate_sandbox_config, pod_hostname, pod_logs_dir};
 use crate::volume::VolumeManager;
 
@@ -202,7 +203,8 @@ impl RuntimeManager {
             let pod_ip = status.ips().first().map(String::as_str);
             for k in &actions.containers_to_kill {
                 let grace = kill_grace_period(pod, &k.name, k.probe);
-                self.kill_container(pod, &k.name, &k.id, grace, k.message.clone(), pod_ip).await;
+                let kill = Kill { name: &k.name, id: &k.id, grace, message: k.message.clone() };
+                self.kill_container(pod, kill, pod_ip, None).await;
             }
         }
 
@@ -342,7 +344,7 @@ impl RuntimeManager {
                     &c.name,
                     EventType::Warning,
                     "BackOff",
-                    format!("Back-off restarting failed container {} in pod {}", c.name, pod_key(pod)),
+                    format!("Back-off restarting failed container {} in pod {}", c.name, format_pod(pod)),
                 ));
                 result.wait(&c.name, WaitingReason { reason: CRASH_LOOP_BACK_OFF.into(), message }, Some(left));
                 return;
@@ -433,7 +435,9 @@ impl RuntimeManager {
                     "FailedPostStartHook",
                     "PostStartHook failed",
                 ));
-                self.kill_container(pod, &c.name, &id, grace_period(pod), "FailedPostStartHook".into(), pod_ip).await;
+                let kill =
+                    Kill { name: &c.name, id: &id, grace: grace_period(pod), message: "FailedPostStartHook".into() };
+                self.kill_container(pod, kill, pod_ip, None).await;
                 let reason = WaitingReason { reason: POST_START_HOOK_ERROR.into(), message };
                 result.wait(&c.name, reason, Some(FAILURE_REQUEUE));
                 return;
@@ -442,92 +446,121 @@ impl RuntimeManager {
         result.reasons.remove(&c.name);
     }
 
-    /// Upstream's `killContainer`: a `Killing` event with `message`, the container's preStop
-    /// hook (if any and `grace` > 0) within `grace` seconds — its time is taken from the grace
-    /// period, leaving at least 2 s —, then CRI StopContainer with what is left.
-    async fn kill_container(&self, pod: &Pod, name: &str, id: &str, grace: i64, message: String, pod_ip: Option<&str>) {
+    /// Upstream's `killContainer`: a `Killing` event with `message`; the container's preStop
+    /// hook (if any and `grace` > 0), waited for at most `grace` seconds and its time taken
+    /// from the grace period; under a pod's termination `ordering`, the wait for the
+    /// container's turn, also taken from it; then CRI StopContainer with what is left, never
+    /// less than 2 s (upstream's `minimumGracePeriodInSeconds`).
+    async fn kill_container(
+        &self,
+        pod: &Pod,
+        kill: Kill<'_>,
+        pod_ip: Option<&str>,
+        ordering: Option<&TerminationOrdering>,
+    ) {
+        let Kill { name, id, mut grace, message } = kill;
         self.recorder.record(container_event(pod, name, EventType::Normal, "Killing", message));
-        let mut grace = grace;
         let spec = pod_containers(pod).find(|c| c.name == name);
-        if let Some((c, hook)) = spec.and_then(|c| Some((c, c.lifecycle.as_ref()?.pre_stop.as_ref()?)))
+        if let Some(c) = spec.filter(|c| c.lifecycle.as_ref().is_some_and(|l| l.pre_stop.is_some()))
             && grace > 0
         {
-            let started = tokio::time::Instant::now();
-            let limit = Duration::from_secs(u64::try_from(grace).unwrap_or(0));
-            match tokio::time::timeout(
-                limit,
-                run_hook(self.runtime.as_ref(), pod, c, id, pod_ip, hook, self.recorder.as_ref()),
-            )
-            .await
-            {
-                Ok(Ok(())) => {}
-                Ok(Err(message)) => {
-                    tracing::warn!(pod = %pod_key(pod), container = %name, "{message}");
-                    self.recorder.record(container_event(
-                        pod,
-                        name,
-                        EventType::Warning,
-                        "FailedPreStopHook",
-                        "PreStopHook failed",
-                    ));
-                }
-                Err(_) => {
-                    tracing::info!(pod = %pod_key(pod), container = %name, "preStop hook not completed in grace period")
-                }
-            }
-            let spent = i64::try_from(started.elapsed().as_secs()).unwrap_or(i64::MAX);
-            grace = grace.saturating_sub(spent).max(MINIMUM_GRACE_PERIOD_SECONDS);
+            grace -= self.run_pre_stop(pod, c, id, pod_ip, grace).await;
         }
+        if let Some(o) = ordering
+            && grace > 0
+        {
+            grace -= o.wait_for_turn(name, grace).await;
+        }
+        grace = grace.max(MINIMUM_GRACE_PERIOD_SECONDS);
         match self.runtime.stop_container(id, grace).await {
             Ok(()) => {}
             Err(e) if e.is_not_found() => {}
-            Err(e) => tracing::warn!(pod = %pod_key(pod), container = %name, "stopping container {id}: {e}"),
+            Err(e) => {
+                // As upstream, a container that could not be stopped does not release the
+                // sidecars waiting on it; their grace period ends their wait.
+                tracing::warn!(pod = %pod_key(pod), container = %name, "stopping container {id}: {e}");
+                return;
+            }
+        }
+        if let Some(o) = ordering {
+            o.container_terminated(name);
         }
     }
 
-    /// Stops every running container, each with `grace` seconds (the pod's termination grace
-    /// period by default), then the sandboxes. Regular containers stop in parallel first; then
-    /// sidecars (restartable init containers) one at a time in reverse order with what is left of
-    /// the grace period, so they serve the app containers until those are gone (upstream's
-    /// termination ordering). Containers stay for logs and status until `remove_pod`.
+    /// Upstream's `executePreStopHook`: runs `c`'s preStop hook in a task of its own and waits
+    /// for it at most `grace` seconds; the hook is not cut short when the wait ends (it ends
+    /// with its container). A failure is a `FailedPreStopHook` warning whenever it comes.
+    /// Returns the whole seconds waited.
+    async fn run_pre_stop(&self, pod: &Pod, c: &Container, id: &str, pod_ip: Option<&str>, grace: i64) -> i64 {
+        let Some(hook) = c.lifecycle.as_ref().and_then(|l| l.pre_stop.clone()) else {
+            return 0;
+        };
+        let started = tokio::time::Instant::now();
+        let (key, name) = (pod_key(pod), c.name.clone());
+        let (runtime, recorder) = (self.runtime.clone(), self.recorder.clone());
+        let (pod, c, id, pod_ip) = (pod.clone(), c.clone(), id.to_string(), pod_ip.map(str::to_string));
+        let task = tokio::spawn(async move {
+            let ran = run_hook(runtime.as_ref(), &pod, &c, &id, pod_ip.as_deref(), &hook, recorder.as_ref()).await;
+            if let Err(message) = ran {
+                tracing::warn!(pod = %pod_key(&pod), container = %c.name, "{message}");
+                // The hook's output stays out of the event (it may hold secrets), as upstream.
+                recorder.record(container_event(
+                    &pod,
+                    &c.name,
+                    EventType::Warning,
+                    "FailedPreStopHook",
+                    "PreStopHook failed",
+                ));
+            }
+        });
+        let limit = Duration::from_secs(u64::try_from(grace).unwrap_or(0));
+        if tokio::time::timeout(limit, task).await.is_err() {
+            tracing::info!(pod = %key, container = %name, "preStop hook not completed in grace period");
+        }
+        i64::try_from(started.elapsed().as_secs()).unwrap_or(i64::MAX)
+    }
+
+    /// Stops every running container of a pod within `grace` seconds (at least 1, as upstream's
+    /// pod workers give), then its sandboxes. All containers are killed at once under the
+    /// pod's [`TerminationOrdering`]: sidecars stop after the app containers, in reverse order.
+    /// Without the pod (an orphan found in the runtime) each container's pod and spec are
+    /// restored from its labels and annotations, as upstream, so its preStop hook still runs;
+    /// the grace period then defaults to 1 s (upstream's orphan override). Containers stay for
+    /// logs and status until `remove_pod`.
     pub async fn kill_pod(&self, pod: Option<&Pod>, status: &PodRuntimeStatus, grace: Option<i64>) {
-        let grace = grace.or(pod.map(grace_period)).unwrap_or(30);
+        let grace = grace.or(pod.map(grace_period)).unwrap_or(ORPHAN_GRACE_PERIOD_SECONDS).max(1);
         let running: Vec<&ContainerRuntimeStatus> = status
             .containers
             .iter()
             .filter(|c| matches!(c.state, ContainerState::Running | ContainerState::Created))
             .collect();
         let pod_ip = status.ips().first().map(String::as_str);
-        let stop = |c: &'_ ContainerRuntimeStatus, grace: i64| {
-            let (name, id) = (c.name.clone(), c.id.clone());
-            async move {
-                if let Some(pod) = pod {
-                    let message = format!("Stopping container {name}");
-                    self.kill_container(pod, &name, &id, grace, message, pod_ip).await;
-                } else if let Err(e) = self.runtime.stop_container(&id, grace).await
-                    && !e.is_not_found()
-                {
-                    tracing::warn!(pod_uid = %status.uid, container = %name, "stopping container {id}: {e}");
-                }
+        match pod {
+            Some(pod) => {
+                let ordering = TerminationOrdering::new(pod, running.iter().map(|c| c.name.as_str()));
+                let ordering = &ordering;
+                futures::future::join_all(running.iter().map(|c| async move {
+                    let message = format!("Stopping container {}", c.name);
+                    let kill = Kill { name: &c.name, id: &c.id, grace, message };
+                    self.kill_container(pod, kill, pod_ip, Some(ordering)).await;
+                }))
+                .await;
             }
-        };
-        let sidecars: Vec<&str> = pod
-            .and_then(|p| p.spec.as_ref())
-            .and_then(|s| s.init_containers.as_ref())
-            .into_iter()
-            .flatten()
-            .filter(|c| c.restart_policy.as_deref() == Some("Always"))
-            .map(|c| c.name.as_str())
-            .rev()
-            .collect();
-        let started = tokio::time::Instant::now();
-        let regular = running.iter().filter(|c| !sidecars.contains(&c.name.as_str())).map(|c| stop(c, grace));
-        futures::future::join_all(regular).await;
-        for name in &sidecars {
-            let spent = i64::try_from(started.elapsed().as_secs()).unwrap_or(i64::MAX);
-            let left = grace.saturating_sub(spent).max(0);
-            for c in running.iter().filter(|c| c.name == *name) {
-                stop(c, left).await;
+            None => {
+                futures::future::join_all(running.iter().map(|c| async move {
+                    let restored = match self.runtime.container_status(&c.id).await {
+                        Ok(cs) => restore_specs(&cs),
+                        Err(e) if e.is_not_found() => return,
+                        Err(e) => {
+                            tracing::warn!(pod_uid = %status.uid, container = %c.name, "restoring the spec of {}: {e}", c.id);
+                            restore_specs(&cri::api::ContainerStatus::default())
+                        }
+                    };
+                    let message = format!("Stopping container {}", c.name);
+                    let kill = Kill { name: &c.name, id: &c.id, grace, message };
+                    self.kill_container(&restored, kill, pod_ip, None).await;
+                }))
+                .await;
             }
         }
         for s in status.sandboxes.iter().filter(|s| s.ready) {
@@ -565,9 +598,21 @@ impl RuntimeManager {
     }
 }
 
-/// What a container is given to stop after its preStop hook used up its grace period
-/// (upstream's `minimumGracePeriodInSeconds`).
+/// One container to kill: its name and CRI id, the grace period it is given and the message of
+/// its `Killing` event.
+struct Kill<'a> {
+    name: &'a str,
+    id: &'a str,
+    grace: i64,
+    message: String,
+}
+
+/// The least a container is given to stop, whatever its grace period and the preStop hook and
+/// termination ordering took of it (upstream's `minimumGracePeriodInSeconds`).
 const MINIMUM_GRACE_PERIOD_SECONDS: i64 = 2;
+
+/// The grace period of an orphaned pod's containers (upstream `HandlePodCleanups`' override).
+const ORPHAN_GRACE_PERIOD_SECONDS: i64 = 1;
 
 /// The waiting reason of a container whose postStart hook failed (upstream `ErrPostStartHook`).
 pub const POST_START_HOOK_ERROR: &str = "PostStartHookError";
@@ -595,11 +640,12 @@ pub fn kill_grace_period(pod: &Pod, container: &str, probe: Option<ProbeType>) -
     grace_period(pod)
 }
 
-/// The pod's grace period: a deletion grace period when one was set, else the spec's (30 s).
+/// The pod's grace period: a deletion grace period when one was set, else the spec's (the API
+/// defaults it to 30 s; without it, upstream's minimum of 2 s).
 pub fn grace_period(pod: &Pod) -> i64 {
     pod.metadata
         .deletion_grace_period_seconds
         .or(pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds))
-        .unwrap_or(30)
+        .unwrap_or(MINIMUM_GRACE_PERIOD_SECONDS)
         .max(0)
 }

@@ -331,9 +331,15 @@ async fn sidecars_stop_after_the_app_containers_in_reverse_order() {
             ..Default::default()
         };
         spec.init_containers = Some(vec![sidecar("logs"), sidecar("proxy")]);
-        // The app takes 3 s to stop (its preStop hook).
-        spec.containers[0].lifecycle =
-            Some(serde_json::from_value(serde_json::json!({"preStop": {"sleep": {"seconds": 3}}})).expect("lifecycle"));
+        // The app takes 3 s to stop (its preStop hook); so does the proxy's hook, which runs at
+        // once, alongside the app's, not when the proxy's turn comes.
+        let three_seconds = || {
+            Some(serde_json::from_value(serde_json::json!({"preStop": {"sleep": {"seconds": 3}}})).expect("lifecycle"))
+        };
+        spec.containers[0].lifecycle = three_seconds();
+        if let Some(inits) = spec.init_containers.as_mut() {
+            inits[1].lifecycle = three_seconds();
+        }
     }
     // Start the sidecars in order, then the app.
     for _ in 0..3 {
@@ -344,7 +350,11 @@ async fn sidecars_stop_after_the_app_containers_in_reverse_order() {
     assert_eq!(rt.containers.iter().filter(|c| c.state == ContainerState::Running).count(), 3, "{rt:?}");
     let id_of = |name: &str| rt.latest(name).map(|c| c.id.clone()).unwrap_or_default();
     h.fake.clear_calls();
+    let started = tokio::time::Instant::now();
     h.manager.kill_pod(Some(&p), &rt, Some(10)).await;
+    assert_eq!(started.elapsed(), Duration::from_secs(3), "both hooks ran at the same time");
+    let killing = h.events.events().into_iter().filter(|e| e.reason == "Killing").count();
+    assert_eq!(killing, 3);
     let stops: Vec<String> = h
         .fake
         .calls()
@@ -358,4 +368,42 @@ async fn sidecars_stop_after_the_app_containers_in_reverse_order() {
     assert_eq!(h.fake.stop_timeout(&id_of("app")), Some(7));
     assert_eq!(h.fake.stop_timeout(&id_of("proxy")), Some(7));
     assert_eq!(h.fake.stop_timeout(&id_of("logs")), Some(7));
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_stop_gets_at_least_two_seconds() {
+    let h = harness();
+    let uid = "0123456789abcdef";
+    let p = pod("Always", "busybox:1.36");
+    let rt = h.manager.get_pod_status(uid).await.expect("status");
+    h.manager.sync_pod(&p, &rt).await;
+    let rt = h.manager.get_pod_status(uid).await.expect("status");
+    // A force delete (grace 0) still sends SIGTERM first, as upstream.
+    h.manager.kill_pod(Some(&p), &rt, Some(0)).await;
+    assert_eq!(h.fake.stop_timeout(&rt.containers[0].id), Some(2));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_orphan_is_killed_from_its_labels_with_its_pre_stop_hook() {
+    let h = harness();
+    let uid = "0123456789abcdef";
+    let p = pod_with_lifecycle(serde_json::json!({"preStop": {"exec": {"command": ["sh", "-c", "drain"]}}}), 30);
+    let rt = h.manager.get_pod_status(uid).await.expect("status");
+    h.manager.sync_pod(&p, &rt).await;
+    let rt = h.manager.get_pod_status(uid).await.expect("status");
+    let id = rt.containers[0].id.clone();
+    h.fake.clear_calls();
+    // The kubelet no longer knows the pod: only the runtime's record is left.
+    h.manager.kill_pod(None, &rt, None).await;
+    let calls = h.fake.calls();
+    let ops = ops(&calls);
+    assert_eq!(
+        ops[..2],
+        ["ExecSync", "StopContainer"],
+        "the preStop hook from the annotation, then the stop: {calls:?}"
+    );
+    assert!(calls.iter().any(|c| c.starts_with("ExecSync") && c.contains("drain")), "{calls:?}");
+    assert_eq!(h.fake.stop_timeout(&id), Some(2), "upstream's 1 s orphan override, raised to the 2 s minimum");
+    let killing = h.events.events().into_iter().rfind(|e| e.reason == "Killing").expect("Killing");
+    assert_eq!((killing.object.as_str(), killing.message.as_str()), ("default/web-n1", "Stopping container app"));
 }

@@ -9,6 +9,7 @@ pub mod hooks;
 pub mod images;
 pub mod labels;
 pub mod manager;
+pub mod ordering;
 pub mod resources;
 pub mod sandbox;
 pub mod termination;

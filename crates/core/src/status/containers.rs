@@ -5,10 +5,10 @@ use std::collections::HashMap;
 
 use k8s_openapi::api::core::v1::{
     Container, ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting, ContainerStatus,
-    Pod, PodSpec, ResourceRequirements, VolumeMountStatus,
+    Pod, PodSpec, PodStatus, ResourceRequirements, VolumeMountStatus,
 };
 
-use super::{RUNTIME_TYPE, reasons, time_from_nanos};
+use super::{ProbeView, RUNTIME_TYPE, reasons, time_from_nanos};
 use crate::container::SyncReasons;
 use crate::container::{ContainerRuntimeStatus, ContainerState as CriState, PodRuntimeStatus};
 
@@ -407,48 +407,87 @@ fn bare_id(container_id: Option<&str>) -> Option<&str> {
     Some(id.split_once("://").map_or(id, |(_, rest)| rest))
 }
 
-/// The prober manager's `UpdatePodStatus`: `started` (running, and the startup probe succeeded
-/// or there is none) and `ready` (started and running, and the readiness probe succeeded — or
-/// the container has no readiness probe and no failed result). Regular init containers are
-/// ready once they exited 0.
+/// The prober manager's `UpdatePodStatus` (its default path, without the
+/// `ChangeContainerStatusOnKubeletRestart` gate):
+/// - `started`: running, and the startup result is Success; without a result, `started` as the
+///   old status had it for the same instance (kept across a kubelet restart), else whether no
+///   startup worker runs;
+/// - `ready` (of started containers): running, and the readiness result is Success, or no
+///   readiness worker runs. A container running since before the kubelet started (`cutoff`)
+///   and not probed yet keeps being ready, unless it has a readiness probe and the pod's
+///   `Ready` condition is not True (upstream's `setReadyStateOnKubeletRestart`).
+///
+/// Regular init containers are ready once they exited 0.
 pub(crate) fn apply_probe_results(
+    pod: &Pod,
     spec: &PodSpec,
+    old: &PodStatus,
     regular: &mut [ContainerStatus],
     init: &mut [ContainerStatus],
-    readiness: &dyn Fn(&str) -> Option<bool>,
-    startup: &dyn Fn(&str) -> Option<bool>,
+    probes: &ProbeView<'_>,
 ) {
-    let result_of = |st: &ContainerStatus, results: &dyn Fn(&str) -> Option<bool>, has_probe: bool| -> bool {
+    let old_started = |st: &ContainerStatus, list: Option<&Vec<ContainerStatus>>| {
+        list.into_iter().flatten().any(|o| {
+            o.name == st.name
+                && o.container_id.is_some()
+                && o.container_id == st.container_id
+                && o.started == Some(true)
+        })
+    };
+    let pod_ready = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+    let started_of = |st: &ContainerStatus, old_list: Option<&Vec<ContainerStatus>>| {
         if !is_running(st) {
             return false;
         }
-        match bare_id(st.container_id.as_deref()).and_then(results) {
-            Some(r) => r,
-            None => !has_probe,
+        if let Some(r) = bare_id(st.container_id.as_deref()).and_then(probes.startup) {
+            return r;
         }
+        old_started(st, old_list) || !(probes.startup_worker)(&st.name)
     };
-    let started_of = |st: &ContainerStatus, c: Option<&Container>| {
-        result_of(st, startup, c.is_some_and(|c| c.startup_probe.is_some()))
-    };
-    let ready_of = |st: &ContainerStatus, c: Option<&Container>| {
-        result_of(st, readiness, c.is_some_and(|c| c.readiness_probe.is_some()))
+    let ready_of = |st: &ContainerStatus, c: &Container| {
+        if !is_running(st) {
+            return false;
+        }
+        let result = bare_id(st.container_id.as_deref()).and_then(probes.readiness);
+        if result == Some(true) {
+            return true;
+        }
+        let mut ready = !(probes.readiness_worker)(&st.name);
+        let started_at = state_of(st).running.and_then(|r| r.started_at).map(|t| t.0.as_nanosecond());
+        if let (Some(started_at), Some(cutoff)) = (started_at, probes.restart_cutoff)
+            && started_at < i128::try_from(cutoff.as_nanos()).unwrap_or(i128::MAX)
+        {
+            if result.is_none() {
+                ready = true;
+            }
+            if c.readiness_probe.is_some() && !pod_ready {
+                ready = false;
+            }
+        }
+        ready
     };
     for st in regular.iter_mut() {
-        let c = spec.containers.iter().find(|c| c.name == st.name);
-        let started = started_of(st, c);
+        let started = started_of(st, old.container_statuses.as_ref());
         st.started = Some(started);
-        if started {
-            st.ready = ready_of(st, c);
+        if !started {
+            continue;
         }
+        st.ready = match spec.containers.iter().find(|c| c.name == st.name) {
+            Some(c) => ready_of(st, c),
+            None => is_running(st) && !(probes.readiness_worker)(&st.name),
+        };
     }
     let init_specs = spec.init_containers.as_deref().unwrap_or(&[]);
     for st in init.iter_mut() {
+        let started = started_of(st, old.init_container_statuses.as_ref());
+        st.started = Some(started);
         let Some(c) = init_specs.iter().find(|c| c.name == st.name) else {
-            st.started = Some(is_running(st));
             continue;
         };
-        let started = started_of(st, Some(c));
-        st.started = Some(started);
         if !is_restartable_init_container(c) {
             let state = state_of(st);
             if state.terminated.as_ref().is_some_and(|t| t.exit_code == 0) {
@@ -457,7 +496,7 @@ pub(crate) fn apply_probe_results(
             continue;
         }
         if started {
-            st.ready = ready_of(st, Some(c));
+            st.ready = ready_of(st, c);
         }
     }
 }

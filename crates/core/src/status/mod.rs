@@ -113,6 +113,22 @@ pub mod reasons {
     pub const SIGNATURE_VALIDATION_FAILED: &str = "SignatureValidationFailed";
 }
 
+/// What the status reads from the prober (upstream's prober manager in `UpdatePodStatus`).
+pub struct ProbeView<'a> {
+    /// Readiness result per CRI container id (bare, without the `containerd://` prefix):
+    /// `Some(true)` for Success; `None` = no result yet.
+    pub readiness: &'a dyn Fn(&str) -> Option<bool>,
+    /// Startup result per CRI container id, like `readiness`.
+    pub startup: &'a dyn Fn(&str) -> Option<bool>,
+    /// Whether a readiness worker runs for the named container (upstream `getWorker`).
+    pub readiness_worker: &'a dyn Fn(&str) -> bool,
+    /// Whether a startup worker runs for the named container.
+    pub startup_worker: &'a dyn Fn(&str) -> bool,
+    /// Time since the epoch before which a running container was already there when the kubelet
+    /// started (upstream `kubeletRestartGracePeriod`: the start less 10 s); `None`: no such care.
+    pub restart_cutoff: Option<std::time::Duration>,
+}
+
 /// Everything [`compute_pod_status`] looks at.
 pub struct StatusInput<'a> {
     pub pod: &'a Pod,
@@ -122,11 +138,8 @@ pub struct StatusInput<'a> {
     /// The previously computed status (upstream: the status manager's cached status). `None`
     /// falls back to `pod.status`, as upstream does when nothing is cached.
     pub old: Option<&'a PodStatus>,
-    /// Readiness probe result per CRI container id (bare, without the `containerd://` prefix);
-    /// `None` = no result yet.
-    pub readiness: &'a dyn Fn(&str) -> Option<bool>,
-    /// Startup probe result per CRI container id, like `readiness`: `None` = no result yet.
-    pub startup: &'a dyn Fn(&str) -> Option<bool>,
+    /// What the prober knows of the pod's containers.
+    pub probes: ProbeView<'a>,
     /// The node's IP (`status.hostIP`; also the pod IP of hostNetwork pods).
     pub host_ip: Option<&'a str>,
     /// Upstream's `podIsTerminal`: the pod worker has decided the pod is finished (deleted,
@@ -166,7 +179,7 @@ pub fn compute_pod_status(input: &StatusInput<'_>) -> PodStatus {
     let mut init = ctx.convert(old.init_container_statuses.as_deref().unwrap_or(&[]), init_specs, has_init, true);
     // The prober manager's UpdatePodStatus (upstream runs it right after the phase is computed;
     // the phase only reads `started` of sidecars, which is the same either way here).
-    containers::apply_probe_results(spec, &mut regular, &mut init, input.readiness, input.startup);
+    containers::apply_probe_results(pod, spec, old, &mut regular, &mut init, &input.probes);
 
     // getPhase over the regular + init statuses.
     let all: Vec<&ContainerStatus> = regular.iter().chain(init.iter()).collect();

@@ -106,7 +106,7 @@ fn runtime(sandboxes: Vec<SandboxRuntimeStatus>, containers: Vec<ContainerRuntim
     }
 }
 
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Opts {
     reasons: SyncReasons,
     old: Option<PodStatus>,
@@ -115,6 +115,7 @@ struct Opts {
     host_ip: Option<&'static str>,
     terminal: bool,
     now: Option<i64>,
+    restart_cutoff: Option<std::time::Duration>,
 }
 
 fn reason(name: &str, reason: &str, message: &str) -> SyncReasons {
@@ -123,16 +124,31 @@ fn reason(name: &str, reason: &str, message: &str) -> SyncReasons {
     r
 }
 
+/// Whether a container of `pod` named `name` (regular or init) has the probe `which` looks for:
+/// the tests' stand-in for "a worker runs".
+fn has_probe(pod: &Pod, name: &str, which: impl Fn(&Container) -> bool) -> bool {
+    pod.spec.as_ref().is_some_and(|s| {
+        s.containers.iter().chain(s.init_containers.iter().flatten()).any(|c| c.name == name && which(c))
+    })
+}
+
 fn run(pod: &Pod, rt: &PodRuntimeStatus, opts: &Opts) -> PodStatus {
     let readiness = |id: &str| opts.readiness.get(id).copied();
     let startup = |id: &str| opts.startup.get(id).copied();
+    let readiness_worker = |name: &str| has_probe(pod, name, |c| c.readiness_probe.is_some());
+    let startup_worker = |name: &str| has_probe(pod, name, |c| c.startup_probe.is_some());
     compute_pod_status(&StatusInput {
         pod,
         runtime: rt,
         reasons: &opts.reasons,
         old: opts.old.as_ref(),
-        readiness: &readiness,
-        startup: &startup,
+        probes: ProbeView {
+            readiness: &readiness,
+            startup: &startup,
+            readiness_worker: &readiness_worker,
+            startup_worker: &startup_worker,
+            restart_cutoff: opts.restart_cutoff,
+        },
         host_ip: opts.host_ip.or(Some("192.168.1.10")),
         pod_is_terminal: opts.terminal,
         now: time(opts.now.unwrap_or(T0 + 100)),
@@ -284,13 +300,74 @@ fn startup_probe_gates_started_and_ready() {
 }
 
 #[test]
-fn failed_readiness_result_without_probe_is_not_ready() {
+fn without_a_readiness_worker_a_running_container_is_ready() {
+    // As upstream's getWorker check: no worker, ready — the worker's results leave with it.
     let p = pod(vec![container("app")], vec![], "Always");
     let rt = runtime(vec![sandbox(true)], vec![running("app", "c1", T0 + 1)]);
-    let mut opts = Opts::default();
-    opts.readiness.insert("c1".into(), false);
-    let s = run(&p, &rt, &opts);
-    assert!(!cs(&s, "app").ready);
+    let s = run(&p, &rt, &Opts::default());
+    assert!(cs(&s, "app").ready);
+}
+
+#[test]
+fn a_container_adopted_after_a_kubelet_restart_keeps_its_readiness_until_probed() {
+    let mut c = with_probe(container("app"));
+    c.startup_probe = Some(Probe::default());
+    let mut p = pod(vec![c], vec![], "Always");
+    // The container started at T0 + 2; the kubelet at T0 + 100 (cutoff T0 + 90).
+    let rt = runtime(vec![sandbox(true)], vec![running("app", "c1", T0 + 1)]);
+    let ready_condition = |status: &str| PodStatus {
+        conditions: Some(vec![PodCondition { type_: "Ready".into(), status: status.into(), ..Default::default() }]),
+        ..Default::default()
+    };
+    let old = PodStatus {
+        container_statuses: Some(vec![ContainerStatus {
+            name: "app".into(),
+            container_id: Some("containerd://c1".into()),
+            started: Some(true),
+            ready: true,
+            ..Default::default()
+        }]),
+        ..ready_condition("True")
+    };
+    p.status = Some(ready_condition("True"));
+    let adopted = Opts {
+        old: Some(old.clone()),
+        restart_cutoff: Some(std::time::Duration::from_secs(u64::try_from(T0 + 90).unwrap())),
+        ..Default::default()
+    };
+    let s = run(&p, &rt, &adopted);
+    assert_eq!((cs(&s, "app").started, cs(&s, "app").ready), (Some(true), true), "kept across the restart");
+
+    // Once probed, the result decides.
+    let mut probed = Opts { old: Some(old.clone()), ..adopted.clone() };
+    probed.readiness.insert("c1".into(), false);
+    assert!(!cs(&run(&p, &rt, &probed), "app").ready);
+
+    // A pod that was not Ready does not become ready by the restart.
+    p.status = Some(ready_condition("False"));
+    assert!(!cs(&run(&p, &rt, &adopted), "app").ready);
+
+    // A container started after the cutoff is new: not started, not ready until probed, even
+    // if an earlier status said otherwise for another instance.
+    p.status = Some(ready_condition("True"));
+    let fresh = Opts {
+        restart_cutoff: Some(std::time::Duration::from_secs(u64::try_from(T0 - 10).unwrap())),
+        old: Some(PodStatus {
+            container_statuses: Some(vec![ContainerStatus {
+                name: "app".into(),
+                container_id: Some("containerd://c0".into()),
+                started: Some(true),
+                ready: true,
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    assert_eq!(
+        (cs(&run(&p, &rt, &fresh), "app").started, cs(&run(&p, &rt, &fresh), "app").ready),
+        (Some(false), false)
+    );
 }
 
 #[test]
@@ -541,13 +618,19 @@ fn last_transition_time_kept_when_status_unchanged() {
     // Sub-second `now` is normalized to seconds.
     let opts = Opts { old: Some(pending), ..Default::default() };
     let readiness = |_: &str| None;
+    let no_worker = |_: &str| false;
     let s2 = compute_pod_status(&StatusInput {
         pod: &p,
         runtime: &rt,
         reasons: &opts.reasons,
         old: opts.old.as_ref(),
-        readiness: &readiness,
-        startup: &readiness,
+        probes: ProbeView {
+            readiness: &readiness,
+            startup: &readiness,
+            readiness_worker: &no_worker,
+            startup_worker: &no_worker,
+            restart_cutoff: None,
+        },
         host_ip: None,
         pod_is_terminal: false,
         now: Time(Timestamp::from_nanosecond(i128::from(nanos(T0 + 300)) + 5).unwrap()),
