@@ -25,9 +25,37 @@ impl Error {
     pub fn is_not_found(&self) -> bool {
         matches!(self, Error::NotFound { .. })
     }
+    /// What the runtime itself said — the gRPC status message, which upstream's kubelet shows in
+    /// waiting messages and `Failed` events — or, for a failure that never reached the runtime,
+    /// the whole error.
+    pub fn runtime_message(&self) -> String {
+        match self {
+            Error::Rpc { message, .. } | Error::NotFound { message, .. } => message.clone(),
+            other => other.to_string(),
+        }
+    }
     /// Worth retrying later without changing anything.
     pub fn is_transient(&self) -> bool {
         matches!(self, Error::Unreachable { .. } | Error::Timeout { .. })
             || matches!(self, Error::Rpc { code, .. } if matches!(code, tonic::Code::Unavailable | tonic::Code::DeadlineExceeded))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runtime_message_is_the_runtimes_own_words() {
+        let rpc = Error::Rpc {
+            op: "StartContainer",
+            what: "c1".into(),
+            code: tonic::Code::Unknown,
+            message: "exec failed".into(),
+        };
+        assert_eq!(rpc.runtime_message(), "exec failed");
+        assert_eq!(rpc.to_string(), "CRI StartContainer for c1 failed: exec failed");
+        let down = Error::Unreachable { endpoint: "/run/x.sock".into(), message: "connection refused".into() };
+        assert_eq!(down.runtime_message(), down.to_string(), "no runtime answer: the whole error");
     }
 }

@@ -358,16 +358,15 @@ async fn a_ready_container_stays_ready_across_a_kubelet_restart() {
     let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
     let mut pod = common::sleeping_pod("steady", &a.node, &env.test_image);
     // A long period: after the restart the first probe waits a random part of it.
-    pod.spec.as_mut().unwrap().containers[0].readiness_probe = Some(
-        serde_json::from_value(serde_json::json!({"exec": {"command": ["true"]}, "periodSeconds": 120})).unwrap(),
-    );
+    pod.spec.as_mut().unwrap().containers[0].readiness_probe =
+        Some(serde_json::from_value(serde_json::json!({"exec": {"command": ["true"]}, "periodSeconds": 120})).unwrap());
     pods.create(&PostParams::default(), &pod).await.unwrap();
     let started = wait_for("pod Ready in the API for over 10 s", Duration::from_secs(60), || async {
         let p = pods.get("steady").await.map_err(|e| e.to_string())?;
         let cs = p.status.as_ref().and_then(|s| s.container_statuses.as_ref()).and_then(|c| c.first().cloned());
         let started = cs.as_ref().and_then(|c| c.state.as_ref()?.running.as_ref()?.started_at.clone());
         match (condition(&p, "Ready").as_deref(), started) {
-            (Some("True"), Some(t)) if t.0.as_second() + 11 < jiff_now() => Ok(t),
+            (Some("True"), Some(t)) if t.0.as_second() + 11 < unix_now() => Ok(t),
             other => Err(format!("{other:?}\n{}", common::tail(&a.log()))),
         }
     })
@@ -393,6 +392,8 @@ async fn a_ready_container_stays_ready_across_a_kubelet_restart() {
     cluster.cleanup().await.unwrap();
 }
 
-fn jiff_now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0))
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0))
 }

@@ -641,3 +641,30 @@ async fn memory_limit_exceeded_is_reported_as_oom_killed() {
     a.remove_manifest("oom.yaml");
     a.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_container_that_cannot_start_says_why() {
+    let Some(env) = NodeEnv::require() else { return };
+    let a = agent(&env, "start-error");
+    let body =
+        "  restartPolicy: Never\n  containers:\n  - name: app\n    image: IMAGE\n    command: ['no-such-program']\n";
+    a.write_manifest("start-error.yaml", &manifest("start-error", &env.test_image, body));
+    let p = wait_for("pod failed", Duration::from_secs(60), || async {
+        let p = a.pod("start-error").await?;
+        if phase(&p) == "Failed" { Ok(p) } else { Err(format!("{:?}\n{}", p.status, tail(&a.log()))) }
+    })
+    .await;
+    let t = cstatus(&p, "app").and_then(|c| c.state?.terminated).unwrap();
+    // containerd's words for a process that could not be started (upstream shows them as is).
+    assert_eq!((t.reason.as_deref(), t.exit_code), (Some("StartError"), 128), "{t:?}");
+    assert!(
+        t.message.as_deref().is_some_and(|m| m.contains("\"no-such-program\": executable file not found")),
+        "{t:?}"
+    );
+    let log = a.log();
+    let failed = log.lines().find(|l| l.contains("reason=\"Failed\"")).unwrap_or_default();
+    assert!(failed.contains("event: Error: failed to create containerd task"), "the runtime's own message: {failed}");
+    assert!(!failed.contains("CRI StartContainer"), "no wrapping of ours: {failed}");
+    a.remove_manifest("start-error.yaml");
+    a.cleanup().await;
+}

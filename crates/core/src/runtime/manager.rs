@@ -402,7 +402,7 @@ impl RuntimeManager {
         }
         let id = match self.runtime.create_container(sandbox_id, config, sandbox_config.clone()).await {
             Ok(id) => id,
-            Err(e) => return config_error(result, CREATE_CONTAINER_ERROR, e.to_string()),
+            Err(e) => return config_error(result, CREATE_CONTAINER_ERROR, e.runtime_message()),
         };
         self.recorder.record(container_event(
             pod,
@@ -412,7 +412,7 @@ impl RuntimeManager {
             format!("Created container: {}", c.name),
         ));
         if let Err(e) = self.runtime.start_container(&id).await {
-            return config_error(result, RUN_CONTAINER_ERROR, e.to_string());
+            return config_error(result, RUN_CONTAINER_ERROR, e.runtime_message());
         }
         self.recorder.record(container_event(
             pod,
