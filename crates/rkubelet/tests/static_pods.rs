@@ -570,7 +570,7 @@ async fn termination_messages_from_the_file_and_from_the_logs() {
     let Some(env) = NodeEnv::require() else { return };
     let a = agent(&env, "term-msg");
     let from_file = "  restartPolicy: Never\n  containers:\n  - name: app\n    image: IMAGE\n    command: ['sh', '-c', 'printf \"bye from file\" > /dev/termination-log; exit 0']\n";
-    let from_logs = "  restartPolicy: Never\n  containers:\n  - name: app\n    image: IMAGE\n    terminationMessagePolicy: FallbackToLogsOnError\n    command: ['sh', '-c', 'echo starting; echo \"fatal: no config\" >&2; exit 3']\n";
+    let from_logs = "  restartPolicy: Never\n  containers:\n  - name: app\n    image: IMAGE\n    terminationMessagePolicy: FallbackToLogsOnError\n    command: ['sh', '-c', 'echo starting >&2; echo \"fatal: no config\" >&2; exit 3']\n";
     a.write_manifest("msg-file.yaml", &manifest("msg-file", &env.test_image, from_file));
     a.write_manifest("msg-logs.yaml", &manifest("msg-logs", &env.test_image, from_logs));
     for (name, code, reason, message) in
