@@ -172,7 +172,7 @@ pub async fn run(cfg: KubeletConfiguration) -> anyhow::Result<()> {
         let addr: SocketAddr = format!("{}:{}", cfg.healthz_bind_address, cfg.healthz_port)
             .parse()
             .with_context(|| format!("healthz address {}:{}", cfg.healthz_bind_address, cfg.healthz_port))?;
-        server::serve_healthz(addr, host, shutdown.clone());
+        server::serve_healthz(addr, host.clone(), shutdown.clone());
     }
 
     if !wait_for_runtime(&remote, &shutdown).await {
@@ -204,6 +204,7 @@ pub async fn run(cfg: KubeletConfiguration) -> anyhow::Result<()> {
         }
         None => None,
     };
+    crate::kubelet_api::start(&cfg, &node, cluster.as_ref().map(|c| c.client.clone()), host.clone(), &shutdown)?;
     let recorder: Arc<dyn EventRecorder> = match &cluster {
         Some(c) => Arc::new(ApiRecorder(c.events.clone())),
         None => Arc::new(LogRecorder),

@@ -56,7 +56,7 @@ async fn node_registers_leases_runs_api_pods_and_deletes_them() {
     let labels = node.metadata.labels.clone().unwrap();
     assert_eq!(labels["kubernetes.io/hostname"], a.node);
     assert!(st.addresses.unwrap().iter().any(|ad| ad.type_ == "Hostname" && ad.address == a.node));
-    assert_eq!(st.daemon_endpoints.unwrap().kubelet_endpoint.unwrap().port, 10250);
+    assert_eq!(st.daemon_endpoints.unwrap().kubelet_endpoint.unwrap().port, i32::from(a.port));
 
     // The lease is owned by the node and renewed.
     let leases: Api<Lease> = Api::namespaced(cluster.client.clone(), "kube-node-lease");
@@ -361,7 +361,7 @@ async fn a_ready_container_stays_ready_across_a_kubelet_restart() {
     pod.spec.as_mut().unwrap().containers[0].readiness_probe =
         Some(serde_json::from_value(serde_json::json!({"exec": {"command": ["true"]}, "periodSeconds": 120})).unwrap());
     pods.create(&PostParams::default(), &pod).await.unwrap();
-    let started = wait_for("pod Ready in the API for over 10 s", Duration::from_secs(60), || async {
+    let started = wait_for("pod Ready in the API for over 10 s", Duration::from_secs(90), || async {
         let p = pods.get("steady").await.map_err(|e| e.to_string())?;
         let cs = p.status.as_ref().and_then(|s| s.container_statuses.as_ref()).and_then(|c| c.first().cloned());
         let started = cs.as_ref().and_then(|c| c.state.as_ref()?.running.as_ref()?.started_at.clone());
@@ -374,7 +374,7 @@ async fn a_ready_container_stays_ready_across_a_kubelet_restart() {
 
     a.kill9();
     a.spawn();
-    let p = wait_for("the restarted kubelet reports the pod", Duration::from_secs(30), || async {
+    let p = wait_for("the restarted kubelet reports the pod", Duration::from_secs(60), || async {
         let all = a.pods().await?;
         all.into_iter()
             .find(|p| p.metadata.name.as_deref() == Some("steady"))

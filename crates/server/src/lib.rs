@@ -1,6 +1,11 @@
 //! rkubelet's local HTTP endpoints: `/healthz` (upstream's healthz server on
 //! `healthzBindAddress:healthzPort`) and, only when that address is loopback, `/debug/pods` — the
-//! pods this kubelet runs with their computed status, as a `v1.PodList`. Depends only on `Host`.
+//! pods this kubelet runs with their computed status, as a `v1.PodList`; and the authenticated
+//! kubelet API on `address:port` ([`secure`], [`auth`]). Depends only on `Host` and the review
+//! traits of [`auth`].
+
+pub mod auth;
+pub mod secure;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -55,22 +60,32 @@ pub fn serve_healthz(
 ) -> tokio::task::JoinHandle<()> {
     let app = router(host, addr.ip().is_loopback());
     tokio::spawn(async move {
-        let listener = loop {
-            match tokio::net::TcpListener::bind(addr).await {
-                Ok(l) => break l,
-                Err(e) => tracing::error!("failed to start the healthz server on {addr}: {e}; retrying in 5s"),
-            }
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
-            }
-        };
+        let Some(listener) = bind_retrying(addr, "healthz server", &shutdown).await else { return };
         tracing::info!("healthz serving on http://{addr}/healthz");
         let r = axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await;
         if let Err(e) = r {
             tracing::error!("healthz server on {addr}: {e}");
         }
     })
+}
+
+/// Binds `addr`, retrying every 5 s while it fails (e.g. the port still held by a previous
+/// instance); `None` once `shutdown` is cancelled.
+pub(crate) async fn bind_retrying(
+    addr: SocketAddr,
+    what: &str,
+    shutdown: &CancellationToken,
+) -> Option<tokio::net::TcpListener> {
+    loop {
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => return Some(l),
+            Err(e) => tracing::error!("failed to start the {what} on {addr}: {e}; retrying in 5s"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return None,
+            _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
+        }
+    }
 }
 
 #[cfg(test)]

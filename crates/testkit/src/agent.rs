@@ -32,6 +32,9 @@ pub struct Agent {
     pub env: NodeEnv,
     pub node: String,
     pub healthz_port: u16,
+    /// The kubelet API port (`--port`), on all addresses; its self-signed certificate is in
+    /// [`Agent::cert_dir`].
+    pub port: u16,
     dir: tempfile::TempDir,
     opts: AgentOptions,
     child: Option<Child>,
@@ -57,6 +60,7 @@ impl Agent {
             env: env.clone(),
             node,
             healthz_port: free_port(),
+            port: free_port(),
             dir,
             opts,
             child: None,
@@ -74,6 +78,9 @@ impl Agent {
     }
     pub fn logs_dir(&self) -> PathBuf {
         self.dir.path().join("logs")
+    }
+    pub fn cert_dir(&self) -> PathBuf {
+        self.dir.path().join("pki")
     }
     fn log_file(&self) -> PathBuf {
         self.dir.path().join("agent.log")
@@ -108,6 +115,10 @@ impl Agent {
             .arg(&self.node)
             .arg("--healthz-port")
             .arg(self.healthz_port.to_string())
+            .arg("--port")
+            .arg(self.port.to_string())
+            .arg("--cert-dir")
+            .arg(self.cert_dir())
             .args(&self.opts.args)
             .env("RKUBELET_LOG", "info,core_kubelet=debug")
             .stdin(Stdio::null())

@@ -9,6 +9,7 @@ pub mod agent;
 pub mod apiserver;
 pub mod cluster;
 pub mod env;
+pub mod https;
 pub mod wait;
 
 pub use agent::{Agent, AgentOptions};

@@ -1,0 +1,324 @@
+//! The kubelet API server (`address:port`, 10250): HTTPS with the serving certificate
+//! (`tlsCertFile`/`tlsPrivateKeyFile`, else a self-signed one kept in `<cert-dir>/kubelet.crt`
+//! and `kubelet.key`, as upstream), optional client certificates checked against
+//! `authentication.x509.clientCAFile`, and every request authenticated and authorized
+//! ([`crate::auth`]) before its handler runs.
+//!
+//! Handlers so far: `/healthz`, `/pods`. With `enableDebuggingHandlers` off, the debugging
+//! paths answer 405 "Debug endpoints are disabled." as upstream.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use rustls::server::WebPkiClientVerifier;
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use tokio_util::sync::CancellationToken;
+
+use crate::Host;
+use crate::auth::{Authenticator, AuthnError, Authorizer, Decision, User, request_attributes};
+
+/// How the server is set up (from the KubeletConfiguration).
+pub struct SecureConfig {
+    pub addr: SocketAddr,
+    /// `tlsCertFile` and `tlsPrivateKeyFile`; empty: self-signed in `cert_dir`.
+    pub cert_file: String,
+    pub key_file: String,
+    /// Where the self-signed pair lives (`<root-dir>/pki` unless `--cert-dir`).
+    pub cert_dir: PathBuf,
+    /// `authentication.x509.clientCAFile`; empty: client certificates are not asked for.
+    pub client_ca_file: String,
+    pub node_name: String,
+    pub enable_debugging_handlers: bool,
+}
+
+/// The loaded serving certificate chain and key.
+pub type ServingCert = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>);
+
+/// The serving certificate: the configured files, else `<cert_dir>/kubelet.crt|key`, made
+/// self-signed for `hostname` (valid one year) when missing, as upstream.
+pub fn serving_cert(cfg: &SecureConfig, hostname: &str) -> Result<ServingCert, String> {
+    let (cert, key) = if cfg.cert_file.is_empty() {
+        let cert = cfg.cert_dir.join("kubelet.crt");
+        let key = cfg.cert_dir.join("kubelet.key");
+        if !cert.exists() || !key.exists() {
+            write_self_signed(&cert, &key, hostname)?;
+            tracing::info!(cert = %cert.display(), "generated a self-signed serving certificate");
+        }
+        (cert, key)
+    } else {
+        (PathBuf::from(&cfg.cert_file), PathBuf::from(&cfg.key_file))
+    };
+    let certs = read_certs(&cert)?;
+    let key_pem = std::fs::read(&key).map_err(|e| format!("reading {}: {e}", key.display()))?;
+    let key = rustls::pki_types::pem::PemObject::from_pem_slice(&key_pem)
+        .map_err(|e| format!("no private key in {}: {e}", key.display()))?;
+    Ok((certs, key))
+}
+
+fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let pem = std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    let certs: Vec<CertificateDer<'static>> = rustls::pki_types::pem::PemObject::pem_slice_iter(&pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("certificates in {}: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!("no certificate in {}", path.display()));
+    }
+    Ok(certs)
+}
+
+fn write_self_signed(cert: &Path, key: &Path, hostname: &str) -> Result<(), String> {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let mut params = rcgen::CertificateParams::new(vec![hostname.to_string()]).map_err(|e| e.to_string())?;
+    params.distinguished_name.push(rcgen::DnType::CommonName, format!("{hostname}@{}", now.as_secs()));
+    params.not_before = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
+    params.not_after = time::OffsetDateTime::now_utc() + time::Duration::days(365);
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+    let pair = rcgen::KeyPair::generate().map_err(|e| e.to_string())?;
+    let signed = params.self_signed(&pair).map_err(|e| e.to_string())?;
+    if let Some(dir) = cert.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    }
+    sys::fs::write_file(key, pair.serialize_pem().as_bytes(), 0o600).map_err(|e| format!("{}: {e}", key.display()))?;
+    sys::fs::write_file(cert, signed.pem().as_bytes(), 0o644).map_err(|e| format!("{}: {e}", cert.display()))
+}
+
+/// Asks for a client certificate without requiring one, and accepts any whose handshake
+/// signature holds: the chain is checked after the handshake against the client CA, so a bad
+/// certificate gets upstream's 401 instead of a TLS alert.
+#[derive(Debug)]
+struct RequestClientCert(Arc<dyn ClientCertVerifier>);
+
+impl ClientCertVerifier for RequestClientCert {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        self.0.root_hint_subjects()
+    }
+    fn verify_client_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        Ok(ClientCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
+}
+
+/// What the TLS connection says of its client, attached to each of its requests.
+#[derive(Debug, Clone)]
+enum ClientCert {
+    None,
+    Valid(User),
+    Invalid(String),
+}
+
+/// The user of a verified client certificate: CN is the name, O the groups (upstream's
+/// `CommonNameUserConversion`).
+fn cert_user(der: &[u8]) -> Result<User, String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|e| e.to_string())?;
+    let subject = cert.subject();
+    let name = subject.iter_common_name().next().and_then(|cn| cn.as_str().ok()).unwrap_or_default().to_string();
+    if name.is_empty() {
+        return Err("client certificate without a common name".into());
+    }
+    let groups = subject.iter_organization().filter_map(|o| o.as_str().ok()).map(str::to_string).collect();
+    Ok(User { name, groups, ..Default::default() })
+}
+
+struct AppState {
+    host: Arc<dyn Host>,
+    authn: Authenticator,
+    authz: Authorizer,
+    node: String,
+}
+
+/// The routes, behind authentication and authorization.
+fn router(state: Arc<AppState>, debugging: bool) -> Router {
+    let mut r = Router::new().route("/healthz", get(healthz)).route("/pods", get(pods));
+    if !debugging {
+        for p in [
+            "/run/",
+            "/exec/",
+            "/attach/",
+            "/portForward/",
+            "/containerLogs/",
+            "/runningpods/",
+            "/debug/pprof/",
+            "/logs/",
+        ] {
+            r = r.route(&format!("{p}{{*rest}}"), axum::routing::any(debug_disabled));
+            r = r.route(p, axum::routing::any(debug_disabled));
+        }
+    }
+    r.fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), authenticate_and_authorize))
+        .with_state(state)
+}
+
+fn text(code: StatusCode, body: impl Into<String>) -> Response {
+    (code, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body.into()).into_response()
+}
+
+async fn authenticate_and_authorize(State(s): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let cert = req.extensions().get::<ClientCert>().cloned().unwrap_or(ClientCert::None);
+    let cert_user = match cert {
+        ClientCert::None => None,
+        ClientCert::Valid(u) => Some(u),
+        ClientCert::Invalid(why) => {
+            tracing::info!("unable to authenticate the request: client certificate: {why}");
+            return text(StatusCode::UNAUTHORIZED, "Unauthorized");
+        }
+    };
+    let authorization = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let user = match s.authn.authenticate(cert_user, authorization).await {
+        Ok(u) => u,
+        Err(AuthnError::NoCredentials) => return text(StatusCode::UNAUTHORIZED, "Unauthorized"),
+        Err(AuthnError::InvalidToken(why)) => {
+            tracing::info!("unable to authenticate the request: {why}");
+            return text(StatusCode::UNAUTHORIZED, "Unauthorized");
+        }
+    };
+    let attrs = request_attributes(&user, req.method().as_str(), req.uri().path(), &s.node);
+    match s.authz.authorize(&attrs).await {
+        Decision::Allowed => next.run(req).await,
+        Decision::Forbidden(msg) => text(StatusCode::FORBIDDEN, msg),
+        Decision::Error(msg) => text(StatusCode::INTERNAL_SERVER_ERROR, msg),
+    }
+}
+
+async fn healthz(State(s): State<Arc<AppState>>) -> Response {
+    match s.host.healthz() {
+        Ok(()) => text(StatusCode::OK, "ok"),
+        Err(reason) => {
+            text(StatusCode::INTERNAL_SERVER_ERROR, format!("[-]syncloop failed: {reason}\nhealthz check failed\n"))
+        }
+    }
+}
+
+async fn pods(State(s): State<Arc<AppState>>) -> Response {
+    (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], s.host.pods().to_string()).into_response()
+}
+
+async fn debug_disabled() -> Response {
+    text(StatusCode::METHOD_NOT_ALLOWED, "Debug endpoints are disabled.\n")
+}
+
+async fn not_found() -> Response {
+    text(StatusCode::NOT_FOUND, "404 page not found\n")
+}
+
+/// Serves the kubelet API until `shutdown`, on its own task. A bind failure is retried every
+/// 5 s (pods keep running meanwhile).
+pub fn serve(
+    cfg: SecureConfig,
+    cert: ServingCert,
+    host: Arc<dyn Host>,
+    authn: Authenticator,
+    authz: Authorizer,
+    shutdown: CancellationToken,
+) -> Result<tokio::task::JoinHandle<()>, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let (verifier, client_ca): (Arc<dyn ClientCertVerifier>, Option<Arc<dyn ClientCertVerifier>>) =
+        if cfg.client_ca_file.is_empty() {
+            (WebPkiClientVerifier::no_client_auth(), None)
+        } else {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in read_certs(Path::new(&cfg.client_ca_file))? {
+                roots.add(c).map_err(|e| format!("client CA {}: {e}", cfg.client_ca_file))?;
+            }
+            let inner = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                .build()
+                .map_err(|e| format!("client CA {}: {e}", cfg.client_ca_file))?;
+            (Arc::new(RequestClientCert(inner.clone())), Some(inner))
+        };
+    let tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(cert.0, cert.1)
+        .map_err(|e| format!("serving certificate: {e}"))?;
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+    let state = Arc::new(AppState { host, authn, authz, node: cfg.node_name.clone() });
+    let app = router(state, cfg.enable_debugging_handlers);
+    let addr = cfg.addr;
+    Ok(tokio::spawn(async move {
+        let Some(listener) = crate::bind_retrying(addr, "kubelet server", &shutdown).await else { return };
+        tracing::info!("kubelet API serving on https://{addr}");
+        loop {
+            let (tcp, peer) = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                r = listener.accept() => match r {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::warn!("kubelet server accept: {e}");
+                        continue;
+                    }
+                },
+            };
+            let (acceptor, app, client_ca, shutdown) =
+                (acceptor.clone(), app.clone(), client_ca.clone(), shutdown.clone());
+            tokio::spawn(async move {
+                let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => return tracing::debug!(%peer, "TLS handshake: {e}"),
+                    Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
+                };
+                let client = client_cert(tls.get_ref().1.peer_certificates(), client_ca.as_deref());
+                let svc = app.layer(axum::Extension(client));
+                let svc = hyper_util::service::TowerToHyperService::new(svc);
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(Duration::from_secs(90))
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
+                    .with_upgrades();
+                tokio::pin!(conn);
+                tokio::select! {
+                    r = conn.as_mut() => if let Err(e) = r { tracing::debug!(%peer, "kubelet server connection: {e}") },
+                    _ = shutdown.cancelled() => conn.as_mut().graceful_shutdown(),
+                }
+            });
+        }
+    }))
+}
+
+/// Checks the client's certificate chain against the client CA.
+fn client_cert(chain: Option<&[CertificateDer<'static>]>, ca: Option<&dyn ClientCertVerifier>) -> ClientCert {
+    let (Some(chain), Some(ca)) = (chain, ca) else { return ClientCert::None };
+    let Some((leaf, intermediates)) = chain.split_first() else { return ClientCert::None };
+    match ca.verify_client_cert(leaf, intermediates, UnixTime::now()) {
+        Ok(_) => cert_user(leaf).map_or_else(ClientCert::Invalid, ClientCert::Valid),
+        Err(e) => ClientCert::Invalid(e.to_string()),
+    }
+}
