@@ -357,9 +357,11 @@ async fn a_ready_container_stays_ready_across_a_kubelet_restart() {
     let mut a = common::cluster_agent(&env, &cluster, "ready-restart", CONFIG);
     let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
     let mut pod = common::sleeping_pod("steady", &a.node, &env.test_image);
-    // A long period: after the restart the first probe waits a random part of it.
+    // After a kubelet start the first probe waits a random part of the period (upstream's
+    // jitter), also for this pod's first readiness: 20 s keeps that short, and long enough that
+    // the restarted kubelet reports the pod (in about a second) before probing it, most times.
     pod.spec.as_mut().unwrap().containers[0].readiness_probe =
-        Some(serde_json::from_value(serde_json::json!({"exec": {"command": ["true"]}, "periodSeconds": 120})).unwrap());
+        Some(serde_json::from_value(serde_json::json!({"exec": {"command": ["true"]}, "periodSeconds": 20})).unwrap());
     pods.create(&PostParams::default(), &pod).await.unwrap();
     let started = wait_for("pod Ready in the API for over 10 s", Duration::from_secs(90), || async {
         let p = pods.get("steady").await.map_err(|e| e.to_string())?;
