@@ -330,7 +330,7 @@ fn insecure_tls_config() -> Result<Arc<rustls::ClientConfig>, String> {
     CONFIG
         .get_or_init(|| {
             let provider = Arc::new(rustls::crypto::ring::default_provider());
-            let verifier = Arc::new(NoVerify(provider.clone()));
+            let verifier = Arc::new(NoVerify::new(provider.clone()));
             rustls::ClientConfig::builder_with_provider(provider)
                 .with_safe_default_protocol_versions()
                 .map(|b| Arc::new(b.dangerous().with_custom_certificate_verifier(verifier).with_no_client_auth()))
@@ -340,8 +340,15 @@ fn insecure_tls_config() -> Result<Arc<rustls::ClientConfig>, String> {
 }
 
 /// Accepts any server certificate; signatures are still checked so the handshake is sound.
+/// (Also the test client's, for the kubelet's self-signed serving certificate.)
 #[derive(Debug)]
-struct NoVerify(Arc<rustls::crypto::CryptoProvider>);
+pub struct NoVerify(Arc<rustls::crypto::CryptoProvider>);
+
+impl NoVerify {
+    pub fn new(provider: Arc<rustls::crypto::CryptoProvider>) -> Self {
+        Self(provider)
+    }
+}
 
 impl rustls::client::danger::ServerCertVerifier for NoVerify {
     fn verify_server_cert(

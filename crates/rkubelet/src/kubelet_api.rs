@@ -80,8 +80,16 @@ impl AccessReviewer for ApiAccess {
     }
 }
 
-/// Webhook authorization without an API server.
+/// Webhook authentication and authorization without an API server: every review fails, so a
+/// token is a 401 and a request an authorization error (500).
 struct NoApiServer;
+
+#[async_trait]
+impl TokenReviewer for NoApiServer {
+    async fn review(&self, _: &str) -> Result<Option<User>, String> {
+        Err("no API server (--kubeconfig) to review bearer tokens".into())
+    }
+}
 
 #[async_trait]
 impl AccessReviewer for NoApiServer {
@@ -121,7 +129,7 @@ pub fn start(
             tracing::error!(
                 "authentication.webhook is enabled but there is no API server (--kubeconfig): bearer tokens are refused"
             );
-            None
+            Some(Box::new(NoApiServer))
         }
         _ => None,
     };

@@ -203,12 +203,9 @@ impl Authenticator {
             .and_then(|h| h.split_once(' ').filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer")))
             .map(|(_, t)| t.trim())
             .filter(|t| !t.is_empty());
-        if let Some(token) = token {
-            let Some(reviewer) = self.tokens.as_ref() else {
-                // Upstream has no token authenticator then; an unrecognized credential is no
-                // credential — but anonymous must not swallow a token meant to authenticate.
-                return Err(AuthnError::InvalidToken("token authentication is not enabled".into()));
-            };
+        // Without token authentication a bearer token is no credential at all (upstream has no
+        // token authenticator in its chain then): the request goes on as if it had none.
+        if let (Some(token), Some(reviewer)) = (token, self.tokens.as_ref()) {
             let answer = match self.cache.get(&token.to_string()) {
                 Some(a) => a,
                 None => {
@@ -375,7 +372,17 @@ mod tests {
         assert_eq!(authn.authenticate(None, None).await.unwrap(), User::anonymous());
         let closed = Authenticator::new(false, None, Duration::ZERO);
         assert_eq!(closed.authenticate(None, None).await, Err(AuthnError::NoCredentials));
-        assert!(matches!(closed.authenticate(None, Some("Bearer good")).await, Err(AuthnError::InvalidToken(_))));
+        assert_eq!(
+            closed.authenticate(None, Some("Bearer good")).await,
+            Err(AuthnError::NoCredentials),
+            "no token authenticator"
+        );
+        let open = Authenticator::new(true, None, Duration::ZERO);
+        assert_eq!(
+            open.authenticate(None, Some("Bearer good")).await,
+            Ok(User::anonymous()),
+            "the token is ignored, as upstream"
+        );
 
         // Reviews are cached for the TTL.
         let before = calls.load(Ordering::SeqCst);

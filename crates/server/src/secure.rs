@@ -91,13 +91,32 @@ fn write_self_signed(cert: &Path, key: &Path, hostname: &str) -> Result<(), Stri
     sys::fs::write_file(cert, signed.pem().as_bytes(), 0o644).map_err(|e| format!("{}: {e}", cert.display()))
 }
 
-/// Asks for a client certificate without requiring one, and accepts any whose handshake
-/// signature holds: the chain is checked after the handshake against the client CA, so a bad
-/// certificate gets upstream's 401 instead of a TLS alert.
+/// Client certificates against a CA, upstream's way: the handshake asks for one without
+/// requiring it and accepts any whose signature holds (possession of the key is proven there);
+/// [`ClientCerts::verify`] checks the chain afterwards, so a bad certificate gets a 401 instead
+/// of a TLS alert. Shared with the test API server.
 #[derive(Debug)]
-struct RequestClientCert(Arc<dyn ClientCertVerifier>);
+pub struct ClientCerts(Arc<dyn ClientCertVerifier>);
 
-impl ClientCertVerifier for RequestClientCert {
+impl ClientCerts {
+    /// Trusts the certificates of `roots`.
+    pub fn new(roots: rustls::RootCertStore) -> Result<Arc<Self>, String> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let inner = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(Arc::new(Self(inner)))
+    }
+
+    /// Checks `chain` (leaf first) against the CA; the user it names (CN, groups O).
+    pub fn verify(&self, chain: &[CertificateDer<'_>]) -> Result<User, String> {
+        let (leaf, intermediates) = chain.split_first().ok_or("no client certificate")?;
+        self.0.verify_client_cert(leaf, intermediates, UnixTime::now()).map_err(|e| e.to_string())?;
+        cert_user(leaf)
+    }
+}
+
+impl ClientCertVerifier for ClientCerts {
     fn offer_client_auth(&self) -> bool {
         true
     }
@@ -146,7 +165,7 @@ enum ClientCert {
 
 /// The user of a verified client certificate: CN is the name, O the groups (upstream's
 /// `CommonNameUserConversion`).
-fn cert_user(der: &[u8]) -> Result<User, String> {
+pub fn cert_user(der: &[u8]) -> Result<User, String> {
     let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|e| e.to_string())?;
     let subject = cert.subject();
     let name = subject.iter_common_name().next().and_then(|cn| cn.as_str().ok()).unwrap_or_default().to_string();
@@ -250,19 +269,19 @@ pub fn serve(
     shutdown: CancellationToken,
 ) -> Result<tokio::task::JoinHandle<()>, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let (verifier, client_ca): (Arc<dyn ClientCertVerifier>, Option<Arc<dyn ClientCertVerifier>>) =
-        if cfg.client_ca_file.is_empty() {
-            (WebPkiClientVerifier::no_client_auth(), None)
-        } else {
-            let mut roots = rustls::RootCertStore::empty();
-            for c in read_certs(Path::new(&cfg.client_ca_file))? {
-                roots.add(c).map_err(|e| format!("client CA {}: {e}", cfg.client_ca_file))?;
-            }
-            let inner = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-                .build()
-                .map_err(|e| format!("client CA {}: {e}", cfg.client_ca_file))?;
-            (Arc::new(RequestClientCert(inner.clone())), Some(inner))
-        };
+    let client_ca = if cfg.client_ca_file.is_empty() {
+        None
+    } else {
+        let mut roots = rustls::RootCertStore::empty();
+        for c in read_certs(Path::new(&cfg.client_ca_file))? {
+            roots.add(c).map_err(|e| format!("client CA {}: {e}", cfg.client_ca_file))?;
+        }
+        Some(ClientCerts::new(roots).map_err(|e| format!("client CA {}: {e}", cfg.client_ca_file))?)
+    };
+    let verifier: Arc<dyn ClientCertVerifier> = match &client_ca {
+        Some(c) => c.clone(),
+        None => WebPkiClientVerifier::no_client_auth(),
+    };
     let tls = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?
@@ -314,11 +333,9 @@ pub fn serve(
 }
 
 /// Checks the client's certificate chain against the client CA.
-fn client_cert(chain: Option<&[CertificateDer<'static>]>, ca: Option<&dyn ClientCertVerifier>) -> ClientCert {
-    let (Some(chain), Some(ca)) = (chain, ca) else { return ClientCert::None };
-    let Some((leaf, intermediates)) = chain.split_first() else { return ClientCert::None };
-    match ca.verify_client_cert(leaf, intermediates, UnixTime::now()) {
-        Ok(_) => cert_user(leaf).map_or_else(ClientCert::Invalid, ClientCert::Valid),
-        Err(e) => ClientCert::Invalid(e.to_string()),
+fn client_cert(chain: Option<&[CertificateDer<'static>]>, ca: Option<&ClientCerts>) -> ClientCert {
+    match (chain.filter(|c| !c.is_empty()), ca) {
+        (Some(chain), Some(ca)) => ca.verify(chain).map_or_else(ClientCert::Invalid, ClientCert::Valid),
+        _ => ClientCert::None,
     }
 }

@@ -10,11 +10,9 @@ use rcgen::{
     BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName, DnType,
     ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
 };
-use rustls::client::danger::HandshakeSignatureValid;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
-use rustls::server::WebPkiClientVerifier;
-use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::{DigitallySignedStruct, DistinguishedName as TlsName, ServerConfig, SignatureScheme};
+use rustls::ServerConfig;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use server::secure::ClientCerts;
 
 use super::auth::UserInfo;
 use super::object::random_bytes;
@@ -180,75 +178,13 @@ fn validate_for_signer(signer: &str, params: &CertificateParams, usages: &[Strin
     }
 }
 
-/// The identity in a verified client certificate: user = CN, groups = O + system:authenticated.
-pub(crate) fn identity_from_cert(der: &[u8]) -> Option<UserInfo> {
-    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
-    let subject = cert.subject();
-    let cn = subject.iter_common_name().next()?.as_str().ok()?.to_owned();
-    let mut groups: Vec<String> =
-        subject.iter_organization().filter_map(|o| o.as_str().ok().map(str::to_owned)).collect();
+/// The identity of a client certificate chain verified against the CA: user = CN, groups = O +
+/// system:authenticated (the kubelet API server's own checks, [`server::secure::ClientCerts`]).
+pub(crate) fn identity_from_chain(certs: &ClientCerts, chain: &[CertificateDer<'_>]) -> Result<UserInfo, String> {
+    let u = certs.verify(chain)?;
+    let mut groups = u.groups;
     groups.push("system:authenticated".to_owned());
-    Some(UserInfo { username: cn, groups, ..Default::default() })
-}
-
-/// Requests a client certificate but lets the handshake succeed without one or with an
-/// untrusted one; [`ClientCerts::verify`] decides after the handshake, so a bad certificate
-/// gets a 401 like upstream instead of a failed handshake. Possession of the key is still
-/// proven in the handshake (signature checks are delegated to webpki).
-#[derive(Debug)]
-pub(crate) struct ClientCerts {
-    inner: Arc<dyn ClientCertVerifier>,
-}
-
-impl ClientCerts {
-    /// Verifies a presented chain against the CA.
-    pub fn verify(&self, chain: &[CertificateDer<'_>]) -> bool {
-        let Some((end, intermediates)) = chain.split_first() else {
-            return false;
-        };
-        self.inner.verify_client_cert(end, intermediates, UnixTime::now()).is_ok()
-    }
-}
-
-impl ClientCertVerifier for ClientCerts {
-    fn client_auth_mandatory(&self) -> bool {
-        false
-    }
-
-    fn root_hint_subjects(&self) -> &[TlsName] {
-        self.inner.root_hint_subjects()
-    }
-
-    fn verify_client_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _now: UnixTime,
-    ) -> Result<ClientCertVerified, rustls::Error> {
-        Ok(ClientCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
-    }
+    Ok(UserInfo { username: u.name, uid: u.uid, groups, extra: u.extra })
 }
 
 /// The TLS configuration: the serving certificate, HTTP/1.1 only, optional client certificates.
@@ -256,11 +192,7 @@ pub(crate) fn tls_config(ca: &Ca) -> Result<(Arc<ServerConfig>, Arc<ClientCerts>
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
     roots.add(ca.cert_der.clone()).map_err(|e| e.to_string())?;
-    let inner = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-        .allow_unauthenticated()
-        .build()
-        .map_err(|e| e.to_string())?;
-    let verifier = Arc::new(ClientCerts { inner });
+    let verifier = ClientCerts::new(roots)?;
     let (chain, key) = ca.serving_cert().map_err(|e| e.to_string())?;
     let mut cfg = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -292,15 +224,14 @@ mod tests {
         let pem =
             ca.sign_csr(&csr("system:node:n1", "system:nodes"), SIGNER_KUBELET_CLIENT, &usages, Some(3600)).unwrap();
         let der = rustls::pki_types::pem::PemObject::from_pem_slice(pem.as_bytes()).map(|c: CertificateDer| c).unwrap();
-        let user = identity_from_cert(&der).unwrap();
+        let (_, verifier) = tls_config(&ca).unwrap();
+        let user = identity_from_chain(&verifier, &[der]).unwrap();
         assert_eq!(user.username, "system:node:n1");
         assert_eq!(user.groups, vec!["system:nodes".to_owned(), "system:authenticated".to_owned()]);
-        let (_, verifier) = tls_config(&ca).unwrap();
-        assert!(verifier.verify(&[der]));
         let other = Ca::new().unwrap();
         let (foreign, _) = other.issue_client_cert("x", &[]).unwrap();
         let foreign: CertificateDer = rustls::pki_types::pem::PemObject::from_pem_slice(foreign.as_bytes()).unwrap();
-        assert!(!verifier.verify(&[foreign]));
+        assert!(identity_from_chain(&verifier, &[foreign]).is_err());
     }
 
     #[test]

@@ -20,7 +20,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
-use super::certs::{ClientCerts, identity_from_cert};
+use server::secure::ClientCerts;
+
+use super::certs::identity_from_chain;
 use super::handler::ConnInfo;
 
 pub(crate) type Tls = (Arc<ServerConfig>, Arc<ClientCerts>);
@@ -91,9 +93,9 @@ async fn serve_conn(tcp: TcpStream, router: Router, tls: Option<Tls>, cancel: Ca
         },
     };
     let info = match stream.get_ref().1.peer_certificates() {
-        Some(chain) if !chain.is_empty() => match chain.first().filter(|_| certs.verify(chain)) {
-            Some(leaf) => ConnInfo { cert_user: identity_from_cert(leaf), bad_cert: false },
-            None => ConnInfo { cert_user: None, bad_cert: true },
+        Some(chain) if !chain.is_empty() => match identity_from_chain(&certs, chain) {
+            Ok(user) => ConnInfo { cert_user: Some(user), bad_cert: false },
+            Err(_) => ConnInfo { cert_user: None, bad_cert: true },
         },
         _ => ConnInfo::default(),
     };
