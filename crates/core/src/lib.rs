@@ -8,6 +8,7 @@ pub mod container;
 pub mod events;
 pub mod httpget;
 pub mod kubelet;
+pub mod logs;
 pub mod mirror;
 pub mod pleg;
 pub mod pod_dirs;

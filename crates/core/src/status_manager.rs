@@ -60,6 +60,21 @@ impl StatusManager {
         self.changed.notified().await;
     }
 
+    /// The pod named `namespace/name` (upstream `GetPodByName`); a terminated entry only when
+    /// no live pod has the name.
+    pub fn find(&self, namespace: &str, name: &str) -> Option<Entry> {
+        let m = self.inner.lock().ok()?;
+        let mut hits: Vec<&Entry> = m
+            .values()
+            .filter(|e| {
+                e.pod.metadata.namespace.as_deref().unwrap_or("default") == namespace
+                    && e.pod.metadata.name.as_deref() == Some(name)
+            })
+            .collect();
+        hits.sort_by_key(|e| (e.terminated, std::cmp::Reverse(e.version)));
+        hits.first().map(|e| (*e).clone())
+    }
+
     pub fn get(&self, uid: &str) -> Option<PodStatus> {
         self.inner.lock().ok()?.get(uid).map(|e| e.status.clone())
     }
@@ -92,5 +107,30 @@ impl StatusManager {
             "metadata": {},
             "items": items,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(uid: &str, ns: Option<&str>, name: &str) -> Arc<Pod> {
+        let mut p = Pod::default();
+        p.metadata.uid = Some(uid.into());
+        p.metadata.namespace = ns.map(str::to_string);
+        p.metadata.name = Some(name.into());
+        Arc::new(p)
+    }
+
+    #[test]
+    fn find_prefers_the_live_pod_of_a_reused_name() {
+        let m = StatusManager::default();
+        m.set(pod("old", Some("ns"), "web"), PodStatus { phase: Some("Succeeded".into()), ..Default::default() });
+        m.mark_terminated("old");
+        m.set(pod("new", Some("ns"), "web"), PodStatus { phase: Some("Running".into()), ..Default::default() });
+        m.set(pod("other", None, "web"), PodStatus::default());
+        assert_eq!(m.find("ns", "web").and_then(|e| e.pod.metadata.uid.clone()).as_deref(), Some("new"));
+        assert_eq!(m.find("default", "web").and_then(|e| e.pod.metadata.uid.clone()).as_deref(), Some("other"));
+        assert!(m.find("ns", "api").is_none());
     }
 }

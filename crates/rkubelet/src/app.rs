@@ -11,7 +11,7 @@ use core_kubelet::clock::RealClock;
 use core_kubelet::config::KubeletConfiguration;
 use core_kubelet::events::{ApiRecorder, EventRecorder, LogRecorder};
 use core_kubelet::kubelet::{Kubelet, SyncLoop, SyncLoopHealth};
-use core_kubelet::pleg::{Pleg, PlegHealth};
+use core_kubelet::pleg::Pleg;
 use core_kubelet::pod_dirs::PodDirs;
 use core_kubelet::pod_workers::PodWorkers;
 use core_kubelet::runtime::dns::{DnsSettings, HostResolver};
@@ -39,22 +39,6 @@ pub fn init_logging(verbosity: u8) {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
-}
-
-struct HealthHost {
-    sync_loop: SyncLoopHealth,
-    pleg: PlegHealth,
-    statuses: StatusManager,
-}
-
-impl server::Host for HealthHost {
-    fn healthz(&self) -> Result<(), String> {
-        self.sync_loop.check()?;
-        self.pleg.check()
-    }
-    fn pods(&self) -> serde_json::Value {
-        self.statuses.pod_list()
-    }
 }
 
 fn node_name(cfg: &KubeletConfiguration) -> anyhow::Result<String> {
@@ -167,7 +151,12 @@ pub async fn run(cfg: KubeletConfiguration) -> anyhow::Result<()> {
     let sync_health = SyncLoopHealth::new(cfg.sync_frequency);
     let pleg = Pleg::new(cri.clone(), Duration::from_secs(1));
     let statuses_for_api = statuses.clone();
-    let host = Arc::new(HealthHost { sync_loop: sync_health.clone(), pleg: pleg.health(), statuses: statuses.clone() });
+    let host = Arc::new(crate::host::NodeHost {
+        sync_loop: sync_health.clone(),
+        pleg: pleg.health(),
+        statuses: statuses.clone(),
+        cri: cri.clone(),
+    });
     if cfg.healthz_port > 0 {
         let addr: SocketAddr = format!("{}:{}", cfg.healthz_bind_address, cfg.healthz_port)
             .parse()

@@ -223,6 +223,10 @@ pub struct Flags {
         "Enable the Kubelet's server (default true)"))]
     pub enable_server: Option<bool>,
 
+    #[arg(long = "enable-debugging-handlers", value_name = "bool", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = parse_bool, help = help_with_note(
+        "Enables server endpoints for log collection and local running of containers and commands (default true)"))]
+    pub enable_debugging_handlers: Option<bool>,
+
     #[arg(long = "address", value_name = "ip", help = help_with_note(
         "The IP address for the Kubelet to serve on (set to '0.0.0.0' or '::' for listening on all interfaces and IP address families) (default 0.0.0.0)"))]
     pub address: Option<String>,
@@ -368,6 +372,7 @@ impl Flags {
             tls_private_key_file: self.tls_private_key_file.clone(),
             enable_controller_attach_detach: self.enable_controller_attach_detach,
             enable_server: self.enable_server,
+            enable_debugging_handlers: self.enable_debugging_handlers,
             address: self.address.clone(),
             port: self.port,
             read_only_port: self.read_only_port,

@@ -109,12 +109,23 @@ fn ttl(v: &Value, path: &[&str], default: Duration) -> anyhow::Result<Duration> 
     }
 }
 
+/// The configuration as `/configz` shows it: the v1beta1 fields, without `kind` and
+/// `apiVersion` (upstream serves the converted struct with an empty TypeMeta).
+fn configz(cfg: &KubeletConfiguration) -> Value {
+    let mut v = serde_json::to_value(cfg).unwrap_or_default();
+    if let Some(m) = v.as_object_mut() {
+        m.remove("kind");
+        m.remove("apiVersion");
+    }
+    v
+}
+
 /// Starts the kubelet API server when `enableServer` is set.
 pub fn start(
     cfg: &KubeletConfiguration,
     node: &str,
     client: Option<kube::Client>,
-    host: Arc<dyn server::Host>,
+    host: Arc<dyn server::ApiHost>,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
     if !cfg.enable_server {
@@ -169,7 +180,9 @@ pub fn start(
             .unwrap_or_default()
             .to_string(),
         node_name: node.to_string(),
-        enable_debugging_handlers: true,
+        enable_debugging_handlers: cfg.enable_debugging_handlers,
+        system_logs: cfg.enable_system_log_handler.then(|| PathBuf::from("/var/log")),
+        configz: configz(cfg),
     };
     let cert =
         server::secure::serving_cert(&secure, node).map_err(|e| anyhow::anyhow!("kubelet server certificate: {e}"))?;

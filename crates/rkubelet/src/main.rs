@@ -4,6 +4,7 @@
 mod app;
 mod cluster;
 mod flags;
+mod host;
 mod kubelet_api;
 
 use std::process::ExitCode;

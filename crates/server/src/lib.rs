@@ -5,6 +5,8 @@
 //! traits of [`auth`].
 
 pub mod auth;
+mod containers;
+mod node_logs;
 pub mod secure;
 
 use std::net::SocketAddr;
@@ -24,6 +26,53 @@ pub trait Host: Send + Sync + 'static {
     fn healthz(&self) -> Result<(), String>;
     /// The current pods with status, as a `v1.PodList`.
     fn pods(&self) -> serde_json::Value;
+}
+
+/// What the kubelet API (`secure`) needs beyond [`Host`]: the runtime's view of the pods and
+/// their containers' logs.
+#[async_trait::async_trait]
+pub trait ApiHost: Host {
+    /// The log stream of a container (`/containerLogs`). An error before the stream starts is
+    /// answered with its status; the reader's own errors end the stream with their text, as
+    /// upstream writes them after the first byte.
+    async fn container_logs(&self, req: LogRequest) -> Result<tokio::sync::mpsc::Receiver<bytes::Bytes>, HostError>;
+    /// The pods with running containers in the runtime, as a `v1.PodList` of names, UIDs and
+    /// container names and images (`/runningpods/`).
+    async fn running_pods(&self) -> Result<serde_json::Value, HostError>;
+}
+
+/// A `/containerLogs` request: the pod, the container and the v1 `PodLogOptions`, validated.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LogRequest {
+    pub namespace: String,
+    pub pod: String,
+    pub container: String,
+    pub previous: bool,
+    pub follow: bool,
+    pub timestamps: bool,
+    pub tail_lines: Option<u64>,
+    pub limit_bytes: Option<u64>,
+    /// From `sinceTime`, or now − `sinceSeconds`.
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// A host answer that is not a success: the HTTP status and upstream's message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostError {
+    pub status: u16,
+    pub message: String,
+}
+
+impl HostError {
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self { status: 404, message: message.into() }
+    }
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self { status: 400, message: message.into() }
+    }
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self { status: 500, message: message.into() }
+    }
 }
 
 /// Builds the router; the debug endpoint is added only when `debug` is set.

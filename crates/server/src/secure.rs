@@ -4,8 +4,10 @@
 //! `authentication.x509.clientCAFile`, and every request authenticated and authorized
 //! ([`crate::auth`]) before its handler runs.
 //!
-//! Handlers so far: `/healthz`, `/pods`. With `enableDebuggingHandlers` off, the debugging
-//! paths answer 405 "Debug endpoints are disabled." as upstream.
+//! Handlers: `/healthz`, `/pods`; with `enableDebuggingHandlers` (default on)
+//! `/containerLogs/{ns}/{pod}/{container}`, `/runningpods/`, `/configz` and, with
+//! `enableSystemLogHandler`, `/logs/`. With debugging handlers off, their paths answer 405
+//! "Debug endpoints are disabled." as upstream (`/configz` is then 404).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -23,7 +25,7 @@ use rustls::server::WebPkiClientVerifier;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use tokio_util::sync::CancellationToken;
 
-use crate::Host;
+use crate::ApiHost;
 use crate::auth::{Authenticator, AuthnError, Authorizer, Decision, User, request_attributes};
 
 /// How the server is set up (from the KubeletConfiguration).
@@ -38,6 +40,10 @@ pub struct SecureConfig {
     pub client_ca_file: String,
     pub node_name: String,
     pub enable_debugging_handlers: bool,
+    /// `/logs/` serves this directory (`/var/log`) when set.
+    pub system_logs: Option<PathBuf>,
+    /// The resolved configuration, served at `/configz` as `{"kubeletconfig": …}`.
+    pub configz: serde_json::Value,
 }
 
 /// The loaded serving certificate chain and key.
@@ -176,17 +182,29 @@ pub fn cert_user(der: &[u8]) -> Result<User, String> {
     Ok(User { name, groups, ..Default::default() })
 }
 
-struct AppState {
-    host: Arc<dyn Host>,
+pub(crate) struct AppState {
+    pub(crate) host: Arc<dyn ApiHost>,
     authn: Authenticator,
     authz: Authorizer,
     node: String,
+    pub(crate) logs_dir: PathBuf,
+    configz: serde_json::Value,
 }
 
 /// The routes, behind authentication and authorization.
-fn router(state: Arc<AppState>, debugging: bool) -> Router {
+fn router(state: Arc<AppState>, debugging: bool, system_logs: bool) -> Router {
     let mut r = Router::new().route("/healthz", get(healthz)).route("/pods", get(pods));
-    if !debugging {
+    if debugging {
+        r = r
+            .route("/containerLogs/{namespace}/{pod}/{container}", get(crate::containers::container_logs))
+            .route("/runningpods/", get(crate::containers::running_pods))
+            .route("/configz", get(configz));
+        if system_logs {
+            for p in ["/logs", "/logs/", "/logs/{*path}"] {
+                r = r.route(p, get(crate::node_logs::serve));
+            }
+        }
+    } else {
         for p in [
             "/run/",
             "/exec/",
@@ -206,7 +224,7 @@ fn router(state: Arc<AppState>, debugging: bool) -> Router {
         .with_state(state)
 }
 
-fn text(code: StatusCode, body: impl Into<String>) -> Response {
+pub(crate) fn text(code: StatusCode, body: impl Into<String>) -> Response {
     (code, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body.into()).into_response()
 }
 
@@ -250,6 +268,11 @@ async fn pods(State(s): State<Arc<AppState>>) -> Response {
     (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], s.host.pods().to_string()).into_response()
 }
 
+async fn configz(State(s): State<Arc<AppState>>) -> Response {
+    let body = serde_json::json!({ "kubeletconfig": s.configz });
+    (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+}
+
 async fn debug_disabled() -> Response {
     text(StatusCode::METHOD_NOT_ALLOWED, "Debug endpoints are disabled.\n")
 }
@@ -263,7 +286,7 @@ async fn not_found() -> Response {
 pub fn serve(
     cfg: SecureConfig,
     cert: ServingCert,
-    host: Arc<dyn Host>,
+    host: Arc<dyn ApiHost>,
     authn: Authenticator,
     authz: Authorizer,
     shutdown: CancellationToken,
@@ -289,8 +312,15 @@ pub fn serve(
         .with_single_cert(cert.0, cert.1)
         .map_err(|e| format!("serving certificate: {e}"))?;
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
-    let state = Arc::new(AppState { host, authn, authz, node: cfg.node_name.clone() });
-    let app = router(state, cfg.enable_debugging_handlers);
+    let state = Arc::new(AppState {
+        host,
+        authn,
+        authz,
+        node: cfg.node_name.clone(),
+        logs_dir: cfg.system_logs.clone().unwrap_or_default(),
+        configz: cfg.configz.clone(),
+    });
+    let app = router(state, cfg.enable_debugging_handlers, cfg.system_logs.is_some());
     let addr = cfg.addr;
     Ok(tokio::spawn(async move {
         let Some(listener) = crate::bind_retrying(addr, "kubelet server", &shutdown).await else { return };

@@ -18,6 +18,26 @@ pub async fn request(
     headers: &[(&str, &str)],
     cert: Option<ClientCert>,
 ) -> Result<(u16, String), String> {
+    let mut tls = open(port, method, path, headers, cert).await?;
+    let mut buf = Vec::new();
+    // The server may close without a TLS close_notify; what was read stands.
+    let _ = tls.read_to_end(&mut buf).await;
+    let text = String::from_utf8_lossy(&buf);
+    let code =
+        text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).ok_or_else(|| format!("no response: {text:?}"))?;
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Ok((code, body))
+}
+
+/// The TLS connection of a request just sent (HTTP/1.0: the body runs until the server
+/// closes), for reading a streamed response as it comes.
+pub async fn open(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    cert: Option<ClientCert>,
+) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -38,14 +58,7 @@ pub async fn request(
     }
     head.push_str("\r\n");
     tls.write_all(head.as_bytes()).await.map_err(|e| e.to_string())?;
-    let mut buf = Vec::new();
-    // The server may close without a TLS close_notify; what was read stands.
-    let _ = tls.read_to_end(&mut buf).await;
-    let text = String::from_utf8_lossy(&buf);
-    let code =
-        text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).ok_or_else(|| format!("no response: {text:?}"))?;
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-    Ok((code, body))
+    Ok(tls)
 }
 
 /// A certificate authority that signs client certificates.

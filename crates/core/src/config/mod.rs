@@ -385,6 +385,10 @@ kubelet_configuration! {
         "port" => port: u16 = 10250, Value;
         /// Port of the read-only, unauthenticated server; 0 disables it.
         "readOnlyPort" => read_only_port: u16 = 0, Value;
+        /// Serve logs, exec/attach/port-forward, /runningpods and /configz on the server.
+        "enableDebuggingHandlers" => enable_debugging_handlers: bool = true, Ptr;
+        /// Serve the node's log files (`/logs/`) when debugging handlers are on.
+        "enableSystemLogHandler" => enable_system_log_handler: bool = true, Ptr;
         /// Authentication settings of the kubelet server (opaque for now).
         "authentication" => authentication: Value = serde_json::json!({
             "anonymous": { "enabled": false },

@@ -71,7 +71,7 @@ pub const UPSTREAM_FLAGS: &[UpstreamFlag] = &[
     ign("cpu-manager-policy-options", V),
     ign("cpu-manager-reconcile-period", V),
     imp("enable-controller-attach-detach", B),
-    ign("enable-debugging-handlers", B),
+    imp("enable-debugging-handlers", B),
     imp("enable-server", B),
     guard("enforce-node-allocatable", V, enforce_reserved),
     imp("event-burst", V),

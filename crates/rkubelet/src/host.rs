@@ -1,0 +1,192 @@
+//! What the HTTP servers ask of the kubelet ([`server::Host`], [`server::ApiHost`]): health,
+//! the pod list, container logs and the runtime's running pods, answered from the status
+//! manager and the CRI.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use core_kubelet::kubelet::SyncLoopHealth;
+use core_kubelet::logs::{IsRunning, LogOptions, container_for_logs, read_logs};
+use core_kubelet::pleg::PlegHealth;
+use core_kubelet::runtime::labels;
+use core_kubelet::status_manager::StatusManager;
+use cri::RuntimeService;
+use k8s_cri::v1 as cri_api;
+use server::{HostError, LogRequest};
+use tokio::sync::mpsc;
+
+pub struct NodeHost {
+    pub sync_loop: SyncLoopHealth,
+    pub pleg: PlegHealth,
+    pub statuses: StatusManager,
+    pub cri: Arc<dyn RuntimeService>,
+}
+
+impl server::Host for NodeHost {
+    fn healthz(&self) -> Result<(), String> {
+        self.sync_loop.check()?;
+        self.pleg.check()
+    }
+    fn pods(&self) -> serde_json::Value {
+        self.statuses.pod_list()
+    }
+}
+
+#[async_trait::async_trait]
+impl server::ApiHost for NodeHost {
+    async fn container_logs(&self, req: LogRequest) -> Result<mpsc::Receiver<Bytes>, HostError> {
+        let entry = self
+            .statuses
+            .find(&req.namespace, &req.pod)
+            .ok_or_else(|| HostError::not_found(format!("pod {:?} does not exist", req.pod)))?;
+        let spec = entry.pod.spec.clone().unwrap_or_default();
+        let declared =
+            spec.containers.iter().map(|c| &c.name).chain(spec.init_containers.iter().flatten().map(|c| &c.name));
+        let declared: Vec<&String> =
+            declared.chain(spec.ephemeral_containers.iter().flatten().map(|c| &c.name)).collect();
+        if !declared.contains(&&req.container) {
+            return Err(HostError::not_found(format!("container {:?} not found in pod {:?}", req.container, req.pod)));
+        }
+        let id = container_for_logs(&entry.status, &req.pod, &req.container, req.previous)
+            .map_err(HostError::bad_request)?;
+        let opts = LogOptions {
+            tail: req.tail_lines,
+            limit_bytes: req.limit_bytes,
+            since: req.since,
+            follow: req.follow,
+            timestamps: req.timestamps,
+        };
+        let (tx, rx) = mpsc::channel(64);
+        let cri = self.cri.clone();
+        tokio::spawn(async move {
+            // As upstream, failures from here on come after the response started: their text
+            // ends the body.
+            let path = match cri.container_status(&id).await {
+                Ok(s) => s.log_path,
+                Err(e) => {
+                    tracing::debug!(container = %id, "container status for logs: {e}");
+                    let _ =
+                        tx.send(Bytes::from(format!("unable to retrieve container logs for containerd://{id}"))).await;
+                    return;
+                }
+            };
+            let running: IsRunning = {
+                let (cri, id) = (cri.clone(), id.clone());
+                Arc::new(move || {
+                    let (cri, id) = (cri.clone(), id.clone());
+                    Box::pin(async move {
+                        cri.container_status(&id)
+                            .await
+                            .is_ok_and(|s| s.state == cri_api::ContainerState::ContainerRunning as i32)
+                    })
+                })
+            };
+            if let Err(e) = read_logs(std::path::Path::new(&path), opts, running, tx.clone()).await {
+                tracing::info!(container = %id, "reading container logs: {e}");
+                let _ = tx.send(Bytes::from(e)).await;
+            }
+        });
+        Ok(rx)
+    }
+
+    async fn running_pods(&self) -> Result<serde_json::Value, HostError> {
+        let containers = self
+            .cri
+            .list_containers(Some(cri_api::ContainerFilter {
+                state: Some(cri_api::ContainerStateValue { state: cri_api::ContainerState::ContainerRunning as i32 }),
+                ..Default::default()
+            }))
+            .await
+            .map_err(|e| HostError::internal(e.to_string()))?;
+        let sandboxes = self
+            .cri
+            .list_pod_sandbox(Some(cri_api::PodSandboxFilter {
+                state: Some(cri_api::PodSandboxStateValue { state: cri_api::PodSandboxState::SandboxReady as i32 }),
+                ..Default::default()
+            }))
+            .await
+            .map_err(|e| HostError::internal(e.to_string()))?;
+        Ok(running_pod_list(&sandboxes, &containers))
+    }
+}
+
+/// Upstream `Pod.ToAPIPod` over the runtime's running pods: name, namespace, UID and each
+/// running container's name and image, as a `v1.PodList` sorted by namespace/name.
+fn running_pod_list(sandboxes: &[cri_api::PodSandbox], containers: &[cri_api::Container]) -> serde_json::Value {
+    let mut pods: BTreeMap<String, (String, String, Vec<serde_json::Value>)> = BTreeMap::new();
+    let label = |l: &std::collections::HashMap<String, String>, k: &str| l.get(k).cloned().unwrap_or_default();
+    for s in sandboxes {
+        let uid = label(&s.labels, labels::POD_UID);
+        pods.entry(uid).or_insert_with(|| {
+            (label(&s.labels, labels::POD_NAMESPACE), label(&s.labels, labels::POD_NAME), Vec::new())
+        });
+    }
+    for c in containers {
+        let uid = label(&c.labels, labels::POD_UID);
+        let pod = pods.entry(uid).or_insert_with(|| {
+            (label(&c.labels, labels::POD_NAMESPACE), label(&c.labels, labels::POD_NAME), Vec::new())
+        });
+        let image = c.image.as_ref().map(|i| i.image.clone()).unwrap_or_default();
+        pod.2.push(
+            serde_json::json!({ "name": label(&c.labels, labels::CONTAINER_NAME), "image": image, "resources": {} }),
+        );
+    }
+    let mut items: Vec<(String, String, serde_json::Value)> = pods
+        .into_iter()
+        .map(|(uid, (ns, name, mut containers))| {
+            containers.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+            let item = serde_json::json!({
+                "metadata": { "name": name, "namespace": ns, "uid": uid, "creationTimestamp": null },
+                "spec": { "containers": containers },
+                "status": {},
+            });
+            (ns, name, item)
+        })
+        .collect();
+    items.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+    serde_json::json!({
+        "kind": "PodList",
+        "apiVersion": "v1",
+        "metadata": {},
+        "items": items.into_iter().map(|i| i.2).collect::<Vec<_>>(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn pod_labels(uid: &str, name: &str) -> HashMap<String, String> {
+        HashMap::from([
+            (labels::POD_UID.to_string(), uid.to_string()),
+            (labels::POD_NAME.to_string(), name.to_string()),
+            (labels::POD_NAMESPACE.to_string(), "default".to_string()),
+        ])
+    }
+
+    #[test]
+    fn running_pods_group_containers_by_pod_uid() {
+        let sandboxes = vec![
+            cri_api::PodSandbox { labels: pod_labels("u1", "web"), ..Default::default() },
+            cri_api::PodSandbox { labels: pod_labels("u2", "idle"), ..Default::default() },
+        ];
+        let mut l = pod_labels("u1", "web");
+        l.insert(labels::CONTAINER_NAME.into(), "app".into());
+        let containers = vec![cri_api::Container {
+            labels: l,
+            image: Some(cri_api::ImageSpec { image: "sha256:abc".into(), ..Default::default() }),
+            ..Default::default()
+        }];
+        let list = running_pod_list(&sandboxes, &containers);
+        assert_eq!(list["kind"], "PodList");
+        let items = list["items"].as_array().expect("items");
+        assert_eq!(items.len(), 2);
+        assert_eq!(items[0]["metadata"]["name"], "idle");
+        assert_eq!(items[0]["spec"]["containers"], serde_json::json!([]));
+        assert_eq!(items[1]["metadata"]["uid"], "u1");
+        assert_eq!(items[1]["spec"]["containers"][0]["name"], "app");
+        assert_eq!(items[1]["spec"]["containers"][0]["image"], "sha256:abc");
+    }
+}

@@ -1,0 +1,213 @@
+//! End-to-end: the kubelet API's debugging handlers on a standalone agent (anonymous requests
+//! with AlwaysAllow, so no API server is involved): `/containerLogs` with every query parameter
+//! over a rotated file, `previous` and `follow`; `/logs/` never leaving /var/log; `/runningpods/`
+//! and `/configz`; and the 405 answers with `enableDebuggingHandlers` off.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use testkit::https::{open, request};
+use testkit::{Agent, AgentOptions, NodeEnv, wait_for};
+use tokio::io::AsyncReadExt;
+
+const BIN: &str = env!("CARGO_BIN_EXE_rkubelet");
+
+const OPEN_CONFIG: &str = "authentication:\n  anonymous:\n    enabled: true\n  webhook:\n    enabled: false\nauthorization:\n  mode: AlwaysAllow\n";
+
+fn manifest(image: &str) -> String {
+    format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: logger
+spec:
+  terminationGracePeriodSeconds: 2
+  containers:
+  - name: fixed
+    image: {image}
+    command: ["sh", "-c", "echo one; sleep 1; echo two >&2; sleep 1; echo three; trap 'exit 0' TERM; while true; do sleep 1; done"]
+  - name: ticker
+    image: {image}
+    command: ["sh", "-c", "trap 'exit 0' TERM; i=0; while true; do i=$((i+1)); echo tick$i; sleep 1; done"]
+  - name: crash
+    image: {image}
+    command: ["sh", "-c", "echo instance $(cat /proc/sys/kernel/random/uuid); exit 1"]
+"#
+    )
+}
+
+fn restart_count(pod: &Pod, name: &str) -> i32 {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .and_then(|l| l.iter().find(|c| c.name == name))
+        .map_or(0, |c| c.restart_count)
+}
+
+fn running(pod: &Pod, name: &str) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .and_then(|l| l.iter().find(|c| c.name == name))
+        .and_then(|c| c.state.as_ref())
+        .is_some_and(|s| s.running.is_some())
+}
+
+async fn get(a: &Agent, path: &str) -> (u16, String) {
+    request(a.port, "GET", path, &[], None).await.unwrap()
+}
+
+/// The directory of the pod's container logs (`<podLogsDir>/<ns>_<name>_<uid>/<container>`).
+fn container_log_dir(a: &Agent, pod: &Pod, container: &str) -> PathBuf {
+    let m = &pod.metadata;
+    a.logs_dir().join(format!("default_{}_{}", m.name.as_deref().unwrap(), m.uid.as_deref().unwrap())).join(container)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn container_logs_node_logs_and_debug_endpoints_as_upstream() {
+    let Some(env) = NodeEnv::require() else { return };
+    let a = Agent::start(
+        Path::new(BIN),
+        &env,
+        "klogs",
+        AgentOptions { config_yaml: Some(OPEN_CONFIG.into()), ..Default::default() },
+    );
+    a.write_manifest("logger.yaml", &manifest(&env.test_image));
+    let name = a.pod_name("logger");
+    let pod = wait_for("logger runs fixed and ticker and crash restarted", Duration::from_secs(90), || async {
+        let p = a.pod("logger").await?;
+        if running(&p, "fixed") && running(&p, "ticker") && restart_count(&p, "crash") >= 1 {
+            Ok(p)
+        } else {
+            Err(format!("{:?}\n{}", p.status, a.log()))
+        }
+    })
+    .await;
+    let base = format!("/containerLogs/default/{name}/fixed");
+    wait_for("fixed wrote three lines", Duration::from_secs(20), || async {
+        let (code, body) = get(&a, &base).await;
+        if code == 200 && body == "one\ntwo\nthree\n" { Ok(()) } else { Err(format!("{code} {body:?}")) }
+    })
+    .await;
+
+    // A rotated file beside the current one is read first.
+    let dir = container_log_dir(&a, &pod, "fixed");
+    let rotated = "2020-01-01T00:00:00Z stdout F rotated-a\n2020-01-01T00:00:01Z stderr F rotated-b\n";
+    std::fs::write(dir.join("0.log.20200101-000002"), rotated).unwrap();
+    assert_eq!(get(&a, &base).await, (200, "rotated-a\nrotated-b\none\ntwo\nthree\n".into()));
+    assert_eq!(get(&a, &format!("{base}?tailLines=4")).await, (200, "rotated-b\none\ntwo\nthree\n".into()));
+    assert_eq!(get(&a, &format!("{base}?tail=2")).await, (200, "two\nthree\n".into()));
+    assert_eq!(get(&a, &format!("{base}?limitBytes=12")).await, (200, "rotated-a\nro".into()));
+    assert_eq!(get(&a, &format!("{base}?sinceTime=2021-01-01T00:00:00Z")).await, (200, "one\ntwo\nthree\n".into()));
+    assert_eq!(get(&a, &format!("{base}?sinceSeconds=3600")).await, (200, "one\ntwo\nthree\n".into()));
+    let (code, body) = get(&a, &format!("{base}?timestamps=true&tailLines=4")).await;
+    assert_eq!(code, 200);
+    let lines: Vec<&str> = body.lines().collect();
+    assert_eq!(lines[0], "2020-01-01T00:00:01.000000000Z rotated-b", "{body}");
+    assert!(lines[1].ends_with(" one") && lines[1].len() == "2020-01-01T00:00:01.000000000Z one".len(), "{body}");
+
+    // Bad requests get upstream's codes and words.
+    assert_eq!(get(&a, &format!("{base}?tailLines=-1")).await, (422, r#"{"message": "Invalid request."}"#.into()));
+    assert_eq!(
+        get(&a, &format!("{base}?limitBytes=x")).await,
+        (400, r#"{"message": "Unable to decode query."}"#.into())
+    );
+    assert_eq!(get(&a, "/containerLogs/default/nope/fixed").await, (404, "pod \"nope\" does not exist".into()));
+    assert_eq!(
+        get(&a, &format!("/containerLogs/default/{name}/other")).await,
+        (404, format!("container \"other\" not found in pod \"{name}\""))
+    );
+    assert_eq!(
+        get(&a, &format!("{base}?previous=true")).await,
+        (400, format!("previous terminated container \"fixed\" in pod \"{name}\" not found"))
+    );
+
+    // previous: the instance before the restart.
+    let (code, prev) = get(&a, &format!("/containerLogs/default/{name}/crash?previous=true")).await;
+    assert_eq!(code, 200, "{prev}");
+    assert!(prev.starts_with("instance "), "{prev:?}");
+
+    // follow: new lines arrive on the open response.
+    let mut stream =
+        open(a.port, "GET", &format!("/containerLogs/default/{name}/ticker?follow=true&tailLines=1"), &[], None)
+            .await
+            .unwrap();
+    let mut got = Vec::new();
+    let seen = tokio::time::timeout(Duration::from_secs(20), async {
+        let mut buf = [0u8; 512];
+        loop {
+            let n = stream.read(&mut buf).await.unwrap();
+            assert!(n > 0, "the follow ended: {}", String::from_utf8_lossy(&got));
+            got.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&got);
+            let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
+            if body.lines().filter(|l| l.starts_with("tick")).count() >= 3 {
+                return body.to_string();
+            }
+        }
+    })
+    .await
+    .expect("three ticks within 20s");
+    let ticks: Vec<u32> = seen.lines().map(|l| l.trim_start_matches("tick").parse().unwrap()).collect();
+    assert!(ticks.windows(2).all(|w| w[1] == w[0] + 1), "consecutive ticks: {ticks:?}");
+    drop(stream);
+
+    // /runningpods/ and /configz
+    let (code, body) = get(&a, "/runningpods/").await;
+    assert_eq!(code, 200, "{body}");
+    let list: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let item = list["items"].as_array().unwrap().iter().find(|p| p["metadata"]["name"] == name.as_str()).unwrap();
+    let names: Vec<&str> =
+        item["spec"]["containers"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert!(names.contains(&"fixed") && names.contains(&"ticker"), "{item}");
+    let (code, body) = get(&a, "/configz").await;
+    assert_eq!(code, 200, "{body}");
+    let cfg: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(cfg["kubeletconfig"]["port"], a.port, "{body}");
+    assert_eq!(cfg["kubeletconfig"]["enableDebuggingHandlers"], true, "{body}");
+    assert!(cfg["kubeletconfig"].get("kind").is_none(), "{body}");
+
+    // /logs/ lists /var/log; `..` and a symlink out of it are refused.
+    let (code, body) = get(&a, "/logs/").await;
+    assert_eq!(code, 200);
+    assert!(body.starts_with("<!doctype html>") && body.contains("<a href="), "{body}");
+    assert_eq!(get(&a, "/logs/../etc/passwd").await, (400, "invalid URL path\n".into()));
+    assert_eq!(get(&a, "/logs/%2e%2e/etc/passwd").await, (400, "invalid URL path\n".into()));
+    let link = PathBuf::from(format!("/var/log/rkubelet-test-escape-{}", std::process::id()));
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink("/etc", &link).unwrap();
+    let escaped = get(&a, &format!("/logs/{}/hostname", link.file_name().unwrap().to_str().unwrap())).await;
+    std::fs::remove_file(&link).unwrap();
+    assert_eq!(escaped.0, 404, "{escaped:?}");
+    let file = PathBuf::from(format!("/var/log/rkubelet-test-{}.log", std::process::id()));
+    std::fs::write(&file, "node log line\n").unwrap();
+    let served = get(&a, &format!("/logs/{}", file.file_name().unwrap().to_str().unwrap())).await;
+    std::fs::remove_file(&file).unwrap();
+    assert_eq!(served, (200, "node log line\n".into()));
+    a.cleanup().await;
+
+    // Debugging handlers off: 405 on their paths, /configz is gone, /pods stays.
+    let a = Agent::start(
+        Path::new(BIN),
+        &env,
+        "knodebug",
+        AgentOptions {
+            config_yaml: Some(OPEN_CONFIG.into()),
+            args: vec!["--enable-debugging-handlers=false".into()],
+            ..Default::default()
+        },
+    );
+    wait_for("the kubelet API answers", Duration::from_secs(30), || async {
+        request(a.port, "GET", "/healthz", &[], None).await.map_err(|e| format!("{e}\n{}", a.log()))
+    })
+    .await;
+    for path in ["/containerLogs/default/p/c", "/logs/", "/runningpods/", "/exec/default/p/c"] {
+        assert_eq!(get(&a, path).await, (405, "Debug endpoints are disabled.\n".into()), "{path}");
+    }
+    assert_eq!(get(&a, "/configz").await.0, 404);
+    assert_eq!(get(&a, "/pods").await.0, 200);
+    a.cleanup().await;
+}
