@@ -89,6 +89,17 @@ impl Default for FakeRuntime {
 }
 
 impl FakeRuntime {
+    /// A streaming URL for a running container, as containerd refuses others.
+    fn streaming_url(&self, op: &'static str, container_id: &str, kind: &str) -> Result<String> {
+        let mut s = self.begin(op, container_id)?;
+        let state = s.container_mut(op, container_id)?.state;
+        if state != ContainerState::ContainerRunning {
+            let message = format!("container {container_id} is not running");
+            return Err(rpc(op, container_id, Code::FailedPrecondition, message));
+        }
+        Ok(format!("http://fake-streaming/{kind}/{container_id}"))
+    }
+
     pub fn new() -> Self {
         let cond = |t: &str| api::RuntimeCondition { r#type: t.to_string(), status: true, ..Default::default() };
         Self {
@@ -675,6 +686,21 @@ impl RuntimeService for FakeRuntime {
             return Err(rpc(OP, container_id, Code::Unknown, message));
         }
         Ok(s.exec_results.get(container_id).cloned().unwrap_or_else(|| s.default_exec.clone()))
+    }
+
+    async fn exec(&self, req: api::ExecRequest) -> Result<String> {
+        self.streaming_url("Exec", &req.container_id, "exec")
+    }
+
+    async fn attach(&self, req: api::AttachRequest) -> Result<String> {
+        self.streaming_url("Attach", &req.container_id, "attach")
+    }
+
+    async fn port_forward(&self, req: api::PortForwardRequest) -> Result<String> {
+        const OP: &str = "PortForward";
+        let s = self.begin(OP, &req.pod_sandbox_id)?;
+        s.sandbox(OP, &req.pod_sandbox_id)?;
+        Ok(format!("http://fake-streaming/portforward/{}", req.pod_sandbox_id))
     }
 }
 

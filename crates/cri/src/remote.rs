@@ -354,6 +354,26 @@ impl RuntimeService for RemoteRuntime {
         let msg = api::ExecSyncRequest { container_id: container_id.to_string(), cmd, timeout: timeout_secs };
         self.call("ExecSync", container_id, timeout, msg, |r| async move { self.rt().exec_sync(r).await }).await
     }
+
+    async fn exec(&self, req: api::ExecRequest) -> Result<String> {
+        let id = req.container_id.clone();
+        let resp = self.call("Exec", &id, self.timeout, req, |r| async move { self.rt().exec(r).await }).await?;
+        Ok(resp.url)
+    }
+
+    async fn attach(&self, req: api::AttachRequest) -> Result<String> {
+        let id = req.container_id.clone();
+        let resp = self.call("Attach", &id, self.timeout, req, |r| async move { self.rt().attach(r).await }).await?;
+        Ok(resp.url)
+    }
+
+    async fn port_forward(&self, req: api::PortForwardRequest) -> Result<String> {
+        let id = req.pod_sandbox_id.clone();
+        let resp = self
+            .call("PortForward", &id, self.timeout, req, |r| async move { self.rt().port_forward(r).await })
+            .await?;
+        Ok(resp.url)
+    }
 }
 
 #[async_trait]

@@ -39,6 +39,12 @@ pub trait RuntimeService: Send + Sync + 'static {
     /// Runs a command in a container and waits for it (timeout 0 = no limit beyond the client's).
     async fn exec_sync(&self, container_id: &str, cmd: Vec<String>, timeout_secs: i64)
     -> Result<api::ExecSyncResponse>;
+    /// Prepares a streaming exec; the runtime's streaming-server URL to hand the client to.
+    async fn exec(&self, req: api::ExecRequest) -> Result<String>;
+    /// Prepares a streaming attach; the streaming-server URL.
+    async fn attach(&self, req: api::AttachRequest) -> Result<String>;
+    /// Prepares a port forward into a sandbox; the streaming-server URL.
+    async fn port_forward(&self, req: api::PortForwardRequest) -> Result<String>;
 }
 
 /// The image half of CRI. Same contract as `RuntimeService`.

@@ -13,7 +13,7 @@ use core_kubelet::runtime::labels;
 use core_kubelet::status_manager::StatusManager;
 use cri::RuntimeService;
 use k8s_cri::v1 as cri_api;
-use server::{HostError, LogRequest};
+use server::{ContainerTarget, HostError, LogRequest, StreamOptions};
 use tokio::sync::mpsc;
 
 pub struct NodeHost {
@@ -108,6 +108,105 @@ impl server::ApiHost for NodeHost {
             .await
             .map_err(|e| HostError::internal(e.to_string()))?;
         Ok(running_pod_list(&sandboxes, &containers))
+    }
+
+    async fn exec(&self, t: ContainerTarget, cmd: Vec<String>, o: StreamOptions) -> Result<String, HostError> {
+        let container_id = self.running_container(&t).await?;
+        let req =
+            cri_api::ExecRequest { container_id, cmd, tty: o.tty, stdin: o.stdin, stdout: o.stdout, stderr: o.stderr };
+        self.cri.exec(req).await.map_err(streaming_error)
+    }
+
+    async fn attach(&self, t: ContainerTarget, o: StreamOptions) -> Result<String, HostError> {
+        let container_id = self.running_container(&t).await?;
+        let req =
+            cri_api::AttachRequest { container_id, tty: o.tty, stdin: o.stdin, stdout: o.stdout, stderr: o.stderr };
+        self.cri.attach(req).await.map_err(streaming_error)
+    }
+
+    async fn port_forward(
+        &self,
+        namespace: &str,
+        pod: &str,
+        uid: Option<&str>,
+        ports: Vec<i32>,
+    ) -> Result<String, HostError> {
+        let entry = self.statuses.find(namespace, pod).ok_or_else(|| HostError::not_found("pod does not exist"))?;
+        let pod_uid = entry.pod.metadata.uid.clone().unwrap_or_default();
+        if uid.is_some_and(|u| u != pod_uid) {
+            return Err(HostError::not_found("pod not found"));
+        }
+        let sandboxes = self
+            .cri
+            .list_pod_sandbox(Some(cri_api::PodSandboxFilter {
+                state: Some(cri_api::PodSandboxStateValue { state: cri_api::PodSandboxState::SandboxReady as i32 }),
+                label_selector: [(labels::POD_UID.to_string(), pod_uid.clone())].into(),
+                ..Default::default()
+            }))
+            .await
+            .map_err(streaming_error)?;
+        let sandbox = sandboxes
+            .into_iter()
+            .max_by_key(|s| s.created_at)
+            .ok_or_else(|| HostError::internal(format!("pod not found ({pod_uid:?})")))?;
+        self.cri
+            .port_forward(cri_api::PortForwardRequest { pod_sandbox_id: sandbox.id, port: ports })
+            .await
+            .map_err(streaming_error)
+    }
+
+    async fn run(&self, t: ContainerTarget, cmd: Vec<String>) -> Result<Vec<u8>, HostError> {
+        let id = self.running_container(&t).await?;
+        let r = self.cri.exec_sync(&id, cmd.clone(), 0).await.map_err(|e| HostError::internal(e.runtime_message()))?;
+        if r.exit_code != 0 {
+            return Err(HostError::internal(format!(
+                "command '{}' exited with {}: {}",
+                cmd.join(" "),
+                r.exit_code,
+                String::from_utf8_lossy(&r.stderr)
+            )));
+        }
+        let mut out = r.stdout;
+        out.extend_from_slice(&r.stderr);
+        Ok(out)
+    }
+}
+
+/// Upstream `streaming.WriteError`: the runtime's NotFound is a 404, anything else a 500.
+fn streaming_error(e: cri::Error) -> HostError {
+    let status = if e.is_not_found() { 404 } else { 500 };
+    HostError { status, message: e.runtime_message() }
+}
+
+impl NodeHost {
+    /// The id of the named container running in the pod (upstream `findContainer` over the
+    /// runtime's running pods: by UID when given, else by namespace and name).
+    async fn running_container(&self, t: &ContainerTarget) -> Result<String, HostError> {
+        self.statuses.find(&t.namespace, &t.pod).ok_or_else(|| HostError::not_found("pod does not exist"))?;
+        let mut selector = std::collections::HashMap::from([(labels::CONTAINER_NAME.to_string(), t.container.clone())]);
+        match &t.uid {
+            Some(uid) => {
+                selector.insert(labels::POD_UID.into(), uid.clone());
+            }
+            None => {
+                selector.insert(labels::POD_NAME.into(), t.pod.clone());
+                selector.insert(labels::POD_NAMESPACE.into(), t.namespace.clone());
+            }
+        }
+        let running = self
+            .cri
+            .list_containers(Some(cri_api::ContainerFilter {
+                state: Some(cri_api::ContainerStateValue { state: cri_api::ContainerState::ContainerRunning as i32 }),
+                label_selector: selector,
+                ..Default::default()
+            }))
+            .await
+            .map_err(streaming_error)?;
+        running
+            .into_iter()
+            .max_by_key(|c| c.created_at)
+            .map(|c| c.id)
+            .ok_or_else(|| HostError::internal(format!("container not found ({:?})", t.container)))
     }
 }
 

@@ -13,9 +13,9 @@ use testkit::https::{open, request};
 use testkit::{Agent, AgentOptions, NodeEnv, wait_for};
 use tokio::io::AsyncReadExt;
 
-const BIN: &str = env!("CARGO_BIN_EXE_rkubelet");
+mod common;
 
-const OPEN_CONFIG: &str = "authentication:\n  anonymous:\n    enabled: true\n  webhook:\n    enabled: false\nauthorization:\n  mode: AlwaysAllow\n";
+use common::{BIN, OPEN_API_CONFIG};
 
 fn manifest(image: &str) -> String {
     format!(
@@ -73,7 +73,7 @@ async fn container_logs_node_logs_and_debug_endpoints_as_upstream() {
         Path::new(BIN),
         &env,
         "klogs",
-        AgentOptions { config_yaml: Some(OPEN_CONFIG.into()), ..Default::default() },
+        AgentOptions { config_yaml: Some(OPEN_API_CONFIG.into()), ..Default::default() },
     );
     a.write_manifest("logger.yaml", &manifest(&env.test_image));
     let name = a.pod_name("logger");
@@ -195,7 +195,7 @@ async fn container_logs_node_logs_and_debug_endpoints_as_upstream() {
         &env,
         "knodebug",
         AgentOptions {
-            config_yaml: Some(OPEN_CONFIG.into()),
+            config_yaml: Some(OPEN_API_CONFIG.into()),
             args: vec!["--enable-debugging-handlers=false".into()],
             ..Default::default()
         },

@@ -8,6 +8,7 @@ pub mod auth;
 mod containers;
 mod node_logs;
 pub mod secure;
+mod streaming;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -39,6 +40,43 @@ pub trait ApiHost: Host {
     /// The pods with running containers in the runtime, as a `v1.PodList` of names, UIDs and
     /// container names and images (`/runningpods/`).
     async fn running_pods(&self) -> Result<serde_json::Value, HostError>;
+    /// The runtime's streaming URL for an exec of `cmd` in a running container.
+    async fn exec(
+        &self,
+        target: ContainerTarget,
+        cmd: Vec<String>,
+        streams: StreamOptions,
+    ) -> Result<String, HostError>;
+    /// The runtime's streaming URL for an attach to a running container.
+    async fn attach(&self, target: ContainerTarget, streams: StreamOptions) -> Result<String, HostError>;
+    /// The runtime's streaming URL for forwarding `ports` (none: named per stream) of a pod.
+    async fn port_forward(
+        &self,
+        namespace: &str,
+        pod: &str,
+        uid: Option<&str>,
+        ports: Vec<i32>,
+    ) -> Result<String, HostError>;
+    /// Runs `cmd` in a running container; its stdout then stderr (`/run`).
+    async fn run(&self, target: ContainerTarget, cmd: Vec<String>) -> Result<Vec<u8>, HostError>;
+}
+
+/// The container an exec, attach or run addresses; `uid` when the path names the pod's UID.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ContainerTarget {
+    pub namespace: String,
+    pub pod: String,
+    pub uid: Option<String>,
+    pub container: String,
+}
+
+/// Which streams an exec or attach carries (upstream `remotecommandserver.Options`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StreamOptions {
+    pub stdin: bool,
+    pub stdout: bool,
+    pub stderr: bool,
+    pub tty: bool,
 }
 
 /// A `/containerLogs` request: the pod, the container and the v1 `PodLogOptions`, validated.

@@ -5,7 +5,8 @@
 //! ([`crate::auth`]) before its handler runs.
 //!
 //! Handlers: `/healthz`, `/pods`; with `enableDebuggingHandlers` (default on)
-//! `/containerLogs/{ns}/{pod}/{container}`, `/runningpods/`, `/configz` and, with
+//! `/containerLogs/{ns}/{pod}/{container}`, `/exec`, `/attach`, `/portForward`, `/run`
+//! ([`crate::streaming`]), `/runningpods/`, `/configz` and, with
 //! `enableSystemLogHandler`, `/logs/`. With debugging handlers off, their paths answer 405
 //! "Debug endpoints are disabled." as upstream (`/configz` is then 404).
 
@@ -25,8 +26,8 @@ use rustls::server::WebPkiClientVerifier;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use tokio_util::sync::CancellationToken;
 
-use crate::ApiHost;
 use crate::auth::{Authenticator, AuthnError, Authorizer, Decision, User, request_attributes};
+use crate::{ApiHost, streaming};
 
 /// How the server is set up (from the KubeletConfiguration).
 pub struct SecureConfig {
@@ -198,7 +199,21 @@ fn router(state: Arc<AppState>, debugging: bool, system_logs: bool) -> Router {
         r = r
             .route("/containerLogs/{namespace}/{pod}/{container}", get(crate::containers::container_logs))
             .route("/runningpods/", get(crate::containers::running_pods))
-            .route("/configz", get(configz));
+            .route("/configz", get(configz))
+            .route("/exec/{namespace}/{pod}/{container}", get(streaming::exec).post(streaming::exec))
+            .route("/exec/{namespace}/{pod}/{uid}/{container}", get(streaming::exec_uid).post(streaming::exec_uid))
+            .route("/attach/{namespace}/{pod}/{container}", get(streaming::attach).post(streaming::attach))
+            .route(
+                "/attach/{namespace}/{pod}/{uid}/{container}",
+                get(streaming::attach_uid).post(streaming::attach_uid),
+            )
+            .route("/portForward/{namespace}/{pod}", get(streaming::port_forward).post(streaming::port_forward))
+            .route(
+                "/portForward/{namespace}/{pod}/{uid}",
+                get(streaming::port_forward_uid).post(streaming::port_forward_uid),
+            )
+            .route("/run/{namespace}/{pod}/{container}", axum::routing::post(streaming::run))
+            .route("/run/{namespace}/{pod}/{uid}/{container}", axum::routing::post(streaming::run_uid));
         if system_logs {
             for p in ["/logs", "/logs/", "/logs/{*path}"] {
                 r = r.route(p, get(crate::node_logs::serve));

@@ -37,7 +37,23 @@ pub async fn open(
     path: &str,
     headers: &[(&str, &str)],
     cert: Option<ClientCert>,
-) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, String> {
+) -> Result<TlsStream, String> {
+    let mut tls = connect(port, cert).await?;
+    let mut head = format!("{method} {path} HTTP/1.0\r\nHost: localhost\r\n");
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    tls.write_all(head.as_bytes()).await.map_err(|e| e.to_string())?;
+    Ok(tls)
+}
+
+pub use tokio_tungstenite;
+
+pub type TlsStream = tokio_rustls::client::TlsStream<tokio::net::TcpStream>;
+
+/// A TLS connection to `127.0.0.1:port`, the server's certificate not verified.
+pub async fn connect(port: u16, cert: Option<ClientCert>) -> Result<TlsStream, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -50,15 +66,25 @@ pub async fn open(
     };
     let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.map_err(|e| e.to_string())?;
     let name = ServerName::try_from("localhost").map_err(|e| e.to_string())?;
-    let mut tls =
-        tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp).await.map_err(|e| format!("TLS: {e}"))?;
-    let mut head = format!("{method} {path} HTTP/1.0\r\nHost: localhost\r\n");
-    for (k, v) in headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    head.push_str("\r\n");
-    tls.write_all(head.as_bytes()).await.map_err(|e| e.to_string())?;
-    Ok(tls)
+    tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp).await.map_err(|e| format!("TLS: {e}"))
+}
+
+/// A WebSocket to `path` on the kubelet API offering `protocols` (e.g. `v4.channel.k8s.io`);
+/// the protocol the server chose comes back with the socket.
+pub async fn websocket(
+    port: u16,
+    path: &str,
+    protocols: &[&str],
+) -> Result<(tokio_tungstenite::WebSocketStream<TlsStream>, String), String> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let tls = connect(port, None).await?;
+    let mut req = format!("wss://localhost:{port}{path}").into_client_request().map_err(|e| e.to_string())?;
+    let offered = protocols.join(", ").parse().map_err(|e| format!("{e}"))?;
+    req.headers_mut().insert("Sec-WebSocket-Protocol", offered);
+    let (ws, resp) = tokio_tungstenite::client_async(req, tls).await.map_err(|e| format!("websocket: {e}"))?;
+    let chosen =
+        resp.headers().get("Sec-WebSocket-Protocol").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    Ok((ws, chosen))
 }
 
 /// A certificate authority that signs client certificates.

@@ -11,6 +11,10 @@ use testkit::{Agent, AgentOptions, NodeEnv};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_rkubelet");
 
+/// A kubelet API open to anyone (anonymous, AlwaysAllow), for tests of the handlers themselves
+/// on a standalone agent.
+pub const OPEN_API_CONFIG: &str = "authentication:\n  anonymous:\n    enabled: true\n  webhook:\n    enabled: false\nauthorization:\n  mode: AlwaysAllow\n";
+
 /// The real rkubelet binary joined to `cluster` with `--kubeconfig`, `config` appended to its
 /// KubeletConfiguration.
 pub fn cluster_agent(env: &NodeEnv, cluster: &TestCluster, tag: &str, config: &str) -> Agent {

@@ -1,0 +1,305 @@
+//! `/exec`, `/attach`, `/portForward` and `/run` (upstream `getExec`, `getAttach`,
+//! `getPortForward`, `getRun`). The first three ask the runtime for a streaming URL (CRI
+//! `Exec`/`Attach`/`PortForward`) and proxy the client's upgrade request to it, as upstream's
+//! `proxyStream` does: the stream protocol (SPDY `v4.channel.k8s.io`, WebSocket
+//! `v4.channel.k8s.io`, `portforward.k8s.io`) is negotiated between the client and the
+//! runtime's streaming server, and the kubelet copies bytes both ways. `/run` executes a
+//! command (CRI `ExecSync`) and answers its stdout then stderr.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, Request, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use http_body_util::BodyExt;
+use hyper_util::rt::TokioIo;
+
+use crate::secure::{AppState, text};
+use crate::{ContainerTarget, HostError, StreamOptions};
+
+/// The first value of each query parameter, and all values of `command`.
+fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
+    serde_urlencoded::from_str(query.unwrap_or_default()).unwrap_or_default()
+}
+
+/// Upstream `remotecommandserver.NewOptions`: `input`, `output`, `error`, `tty` = "1"; stderr
+/// is dropped with a tty; at least one stream.
+pub(crate) fn stream_options(query: Option<&str>) -> Result<StreamOptions, HostError> {
+    let pairs = query_pairs(query);
+    let on = |k: &str| pairs.iter().find(|(n, _)| n == k).is_some_and(|(_, v)| v == "1");
+    let tty = on("tty");
+    let opts = StreamOptions { stdin: on("input"), stdout: on("output"), stderr: on("error") && !tty, tty };
+    if !opts.stdin && !opts.stdout && !opts.stderr {
+        return Err(HostError::bad_request("you must specify at least 1 of stdin, stdout, stderr"));
+    }
+    Ok(opts)
+}
+
+fn target(ns: String, pod: String, uid: Option<String>, container: String) -> ContainerTarget {
+    ContainerTarget { namespace: ns, pod, uid: uid.filter(|u| !u.is_empty()), container }
+}
+
+pub(crate) async fn exec(
+    State(s): State<Arc<AppState>>,
+    Path((ns, pod, container)): Path<(String, String, String)>,
+    req: Request,
+) -> Response {
+    exec_for(s, target(ns, pod, None, container), req).await
+}
+
+pub(crate) async fn exec_uid(
+    State(s): State<Arc<AppState>>,
+    Path((ns, pod, uid, container)): Path<(String, String, String, String)>,
+    req: Request,
+) -> Response {
+    exec_for(s, target(ns, pod, Some(uid), container), req).await
+}
+
+async fn exec_for(s: Arc<AppState>, t: ContainerTarget, req: Request) -> Response {
+    let opts = match stream_options(req.uri().query()) {
+        Ok(o) => o,
+        Err(e) => return e.into_response(),
+    };
+    let cmd: Vec<String> =
+        query_pairs(req.uri().query()).into_iter().filter(|(k, _)| k == "command").map(|(_, v)| v).collect();
+    match s.host.exec(t, cmd, opts).await {
+        Ok(url) => proxy_stream(req, &url).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+pub(crate) async fn attach(
+    State(s): State<Arc<AppState>>,
+    Path((ns, pod, container)): Path<(String, String, String)>,
+    req: Request,
+) -> Response {
+    attach_for(s, target(ns, pod, None, container), req).await
+}
+
+pub(crate) async fn attach_uid(
+    State(s): State<Arc<AppState>>,
+    Path((ns, pod, uid, container)): Path<(String, String, String, String)>,
+    req: Request,
+) -> Response {
+    attach_for(s, target(ns, pod, Some(uid), container), req).await
+}
+
+async fn attach_for(s: Arc<AppState>, t: ContainerTarget, req: Request) -> Response {
+    let opts = match stream_options(req.uri().query()) {
+        Ok(o) => o,
+        Err(e) => return e.into_response(),
+    };
+    match s.host.attach(t, opts).await {
+        Ok(url) => proxy_stream(req, &url).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Whether the request asks for a WebSocket (upstream `wsstream.IsWebSocketRequest`).
+fn is_websocket(req: &Request) -> bool {
+    let has = |h: header::HeaderName, token: &str| {
+        req.headers()
+            .get_all(h)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+    };
+    has(header::CONNECTION, "upgrade") && has(header::UPGRADE, "websocket")
+}
+
+/// Upstream `portforward.NewV4Options`: a WebSocket request names its ports in `ports`
+/// (comma-separated or repeated); SPDY names them per stream.
+pub(crate) fn port_forward_ports(req: &Request) -> Result<Vec<i32>, HostError> {
+    if !is_websocket(req) {
+        return Ok(Vec::new());
+    }
+    let values: Vec<String> =
+        query_pairs(req.uri().query()).into_iter().filter(|(k, _)| k == "ports").map(|(_, v)| v).collect();
+    if values.is_empty() {
+        return Err(HostError::bad_request("query parameter \"port\" is required"));
+    }
+    let mut ports = Vec::new();
+    for p in values.iter().flat_map(|v| v.split(',')) {
+        match p.trim().parse::<u16>() {
+            Ok(0) => return Err(HostError::bad_request("port \"0\" must be > 0")),
+            Ok(n) => ports.push(i32::from(n)),
+            Err(e) => return Err(HostError::bad_request(format!("unable to parse \"{p}\" as a port: {e}"))),
+        }
+    }
+    Ok(ports)
+}
+
+pub(crate) async fn port_forward(
+    State(s): State<Arc<AppState>>,
+    Path((ns, pod)): Path<(String, String)>,
+    req: Request,
+) -> Response {
+    port_forward_for(s, ns, pod, None, req).await
+}
+
+pub(crate) async fn port_forward_uid(
+    State(s): State<Arc<AppState>>,
+    Path((ns, pod, uid)): Path<(String, String, String)>,
+    req: Request,
+) -> Response {
+    port_forward_for(s, ns, pod, Some(uid), req).await
+}
+
+async fn port_forward_for(s: Arc<AppState>, ns: String, pod: String, uid: Option<String>, req: Request) -> Response {
+    let ports = match port_forward_ports(&req) {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    match s.host.port_forward(&ns, &pod, uid.filter(|u| !u.is_empty()).as_deref(), ports).await {
+        Ok(url) => proxy_stream(req, &url).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+pub(crate) async fn run(
+    State(s): State<Arc<AppState>>,
+    Path((ns, pod, container)): Path<(String, String, String)>,
+    RawQuery(q): RawQuery,
+) -> Response {
+    run_for(s, target(ns, pod, None, container), q).await
+}
+
+pub(crate) async fn run_uid(
+    State(s): State<Arc<AppState>>,
+    Path((ns, pod, uid, container)): Path<(String, String, String, String)>,
+    RawQuery(q): RawQuery,
+) -> Response {
+    run_for(s, target(ns, pod, Some(uid), container), q).await
+}
+
+async fn run_for(s: Arc<AppState>, t: ContainerTarget, query: Option<String>) -> Response {
+    // For legacy reasons `cmd` is one parameter split on spaces.
+    let cmd = query_pairs(query.as_deref())
+        .into_iter()
+        .find(|(k, _)| k == "cmd")
+        .map(|(_, v)| v.split(' ').map(str::to_string).collect())
+        .unwrap_or_else(|| vec![String::new()]);
+    match s.host.run(t, cmd).await {
+        Ok(out) => (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], out).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+fn proxy_error(msg: impl std::fmt::Display) -> Response {
+    tracing::info!("error while proxying a stream: {msg}");
+    text(StatusCode::INTERNAL_SERVER_ERROR, format!("{msg}\n"))
+}
+
+/// Headers that belong to the client's hop and never reach the runtime.
+const DROPPED: [header::HeaderName; 3] = [header::AUTHORIZATION, header::PROXY_AUTHORIZATION, header::COOKIE];
+
+/// Upstream `proxyStream`: an upgrade-aware proxy to the runtime's streaming `url` that
+/// requires an upgrade. The runtime's 101 is passed back and the two connections are joined;
+/// any other answer is passed back as it is.
+async fn proxy_stream(mut req: Request, url: &str) -> Response {
+    let upgrade = req
+        .headers()
+        .get(header::CONNECTION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")));
+    if !upgrade {
+        return proxy_error("Upgrade request required");
+    }
+    let Ok(target) = url.parse::<axum::http::Uri>() else {
+        return proxy_error(format!("the runtime's streaming URL {url:?} is not a URL"));
+    };
+    let Some(authority) = target.authority().cloned() else {
+        return proxy_error(format!("the runtime's streaming URL {url:?} has no host"));
+    };
+    if target.scheme_str() != Some("http") {
+        return proxy_error(format!("the runtime's streaming URL {url:?} is not plain HTTP"));
+    }
+    let port = authority.port_u16().unwrap_or(80);
+    let tcp = match tokio::net::TcpStream::connect((authority.host(), port)).await {
+        Ok(t) => t,
+        Err(e) => return proxy_error(format!("error dialing backend: {e}")),
+    };
+    let (mut sender, conn) = match hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await {
+        Ok(c) => c,
+        Err(e) => return proxy_error(format!("error dialing backend: {e}")),
+    };
+    tokio::spawn(async move {
+        if let Err(e) = conn.with_upgrades().await {
+            tracing::debug!("streaming backend connection: {e}");
+        }
+    });
+    let client_upgrade = hyper::upgrade::on(&mut req);
+    let path = target.path_and_query().map_or("/", |p| p.as_str()).to_string();
+    let mut out = hyper::Request::builder().method(req.method().clone()).uri(path);
+    for (k, v) in req.headers() {
+        if k != header::HOST && !DROPPED.contains(k) {
+            out = out.header(k, v);
+        }
+    }
+    let out = match out.header(header::HOST, authority.as_str()).body(http_body_util::Empty::<bytes::Bytes>::new()) {
+        Ok(r) => r,
+        Err(e) => return proxy_error(e),
+    };
+    let mut resp = match sender.send_request(out).await {
+        Ok(r) => r,
+        Err(e) => return proxy_error(format!("error proxying to the runtime: {e}")),
+    };
+    let status = resp.status();
+    let mut answer = Response::builder().status(status);
+    for (k, v) in resp.headers() {
+        answer = answer.header(k, v);
+    }
+    if status != StatusCode::SWITCHING_PROTOCOLS {
+        let body = match resp.into_body().collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(e) => return proxy_error(format!("reading the runtime's answer: {e}")),
+        };
+        return answer.body(Body::from(body)).unwrap_or_else(proxy_error);
+    }
+    let backend_upgrade = hyper::upgrade::on(&mut resp);
+    tokio::spawn(async move {
+        let (client, backend) = match tokio::join!(client_upgrade, backend_upgrade) {
+            (Ok(c), Ok(b)) => (c, b),
+            (Err(e), _) | (_, Err(e)) => return tracing::debug!("stream upgrade: {e}"),
+        };
+        let (mut client, mut backend) = (TokioIo::new(client), TokioIo::new(backend));
+        if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut backend).await {
+            tracing::debug!("stream copy: {e}");
+        }
+    });
+    answer.body(Body::empty()).unwrap_or_else(proxy_error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_options_follow_upstream() {
+        let o = stream_options(Some("command=ls&input=1&output=1&error=1&tty=1")).expect("ok");
+        assert_eq!(o, StreamOptions { stdin: true, stdout: true, stderr: false, tty: true }, "no stderr with a tty");
+        let o = stream_options(Some("output=1&error=1")).expect("ok");
+        assert_eq!(o, StreamOptions { stdin: false, stdout: true, stderr: true, tty: false });
+        let e = stream_options(Some("command=ls&input=true")).expect_err("nothing");
+        assert_eq!((e.status, e.message.as_str()), (400, "you must specify at least 1 of stdin, stdout, stderr"));
+    }
+
+    fn ws_request(q: &str) -> Request {
+        Request::builder()
+            .uri(format!("/portForward/ns/p?{q}"))
+            .header(header::CONNECTION, "Upgrade")
+            .header(header::UPGRADE, "websocket")
+            .body(Body::empty())
+            .expect("request")
+    }
+
+    #[test]
+    fn websocket_port_forwards_name_their_ports() {
+        assert_eq!(port_forward_ports(&ws_request("ports=80,8080&ports=9000")), Ok(vec![80, 8080, 9000]));
+        assert_eq!(port_forward_ports(&ws_request("")).map_err(|e| e.status), Err(400));
+        assert_eq!(port_forward_ports(&ws_request("ports=70000")).map_err(|e| e.status), Err(400));
+        let spdy = Request::builder().uri("/portForward/ns/p").body(Body::empty()).expect("request");
+        assert_eq!(port_forward_ports(&spdy), Ok(vec![]));
+    }
+}
