@@ -104,6 +104,11 @@ impl Kubelet {
         Self { runtime, cri, volumes, dirs, statuses, recorder, clock, host_ip, probes, reasons: Mutex::default() }
     }
 
+    /// The probe result counters behind `prober_probe_total`.
+    pub fn probe_counters(&self) -> Arc<crate::prober::ProbeCounters> {
+        self.probes.counters()
+    }
+
     fn now(&self) -> Time {
         let d = self.clock.now();
         let ts = k8s_openapi::jiff::Timestamp::new(

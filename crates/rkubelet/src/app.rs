@@ -152,6 +152,8 @@ pub async fn run(cfg: KubeletConfiguration) -> anyhow::Result<()> {
     let pleg = Pleg::new(cri.clone(), Duration::from_secs(1));
     let statuses_for_api = statuses.clone();
     let host = Arc::new(crate::host::NodeHost {
+        node: node.clone(),
+        probe_counters: std::sync::OnceLock::new(),
         sync_loop: sync_health.clone(),
         pleg: pleg.health(),
         statuses: statuses.clone(),
@@ -241,6 +243,7 @@ pub async fn run(cfg: KubeletConfiguration) -> anyhow::Result<()> {
         clock,
         node_ips.first().cloned(),
     ));
+    let _ = host.probe_counters.set(kubelet.probe_counters());
     let workers = PodWorkers::new(kubelet.clone(), cfg.sync_frequency, shutdown.clone());
 
     let (snap_tx, snap_rx) = mpsc::channel(16);

@@ -9,18 +9,23 @@ use bytes::Bytes;
 use core_kubelet::kubelet::SyncLoopHealth;
 use core_kubelet::logs::{IsRunning, LogOptions, container_for_logs, read_logs};
 use core_kubelet::pleg::PlegHealth;
+use core_kubelet::prober::ProbeCounters;
 use core_kubelet::runtime::labels;
 use core_kubelet::status_manager::StatusManager;
 use cri::RuntimeService;
 use k8s_cri::v1 as cri_api;
-use server::{ContainerTarget, HostError, LogRequest, StreamOptions};
+use server::metrics::{Family, Kind};
+use server::{ContainerTarget, HostError, LogRequest, MetricsSet, StreamOptions};
 use tokio::sync::mpsc;
 
 pub struct NodeHost {
+    pub node: String,
     pub sync_loop: SyncLoopHealth,
     pub pleg: PlegHealth,
     pub statuses: StatusManager,
     pub cri: Arc<dyn RuntimeService>,
+    /// Set once the kubelet (and its prober) exists.
+    pub probe_counters: std::sync::OnceLock<Arc<ProbeCounters>>,
 }
 
 impl server::Host for NodeHost {
@@ -155,6 +160,24 @@ impl server::ApiHost for NodeHost {
             .map_err(streaming_error)
     }
 
+    async fn metrics(&self, set: MetricsSet) -> Vec<Family> {
+        match set {
+            MetricsSet::Probes => {
+                let series = self.probe_counters.get().map(|c| c.snapshot()).unwrap_or_default();
+                vec![probe_family(series)]
+            }
+            MetricsSet::Kubelet => {
+                let mut fams = vec![
+                    Family::new("kubelet_node_name", "[ALPHA] The node's name. The count is always 1.", Kind::Gauge)
+                        .with(vec![("node", self.node.clone())], 1.0),
+                ];
+                fams.extend(self.runtime_families().await);
+                fams.extend(process_families(&sys::proc_self_stat()));
+                fams
+            }
+        }
+    }
+
     async fn run(&self, t: ContainerTarget, cmd: Vec<String>) -> Result<Vec<u8>, HostError> {
         let id = self.running_container(&t).await?;
         let r = self.cri.exec_sync(&id, cmd.clone(), 0).await.map_err(|e| HostError::internal(e.runtime_message()))?;
@@ -179,6 +202,40 @@ fn streaming_error(e: cri::Error) -> HostError {
 }
 
 impl NodeHost {
+    /// `kubelet_running_pods` (pods with a ready sandbox) and `kubelet_running_containers` by
+    /// state, from the runtime; nothing when it does not answer.
+    async fn runtime_families(&self) -> Vec<Family> {
+        let (Ok(sandboxes), Ok(containers)) =
+            (self.cri.list_pod_sandbox(None).await, self.cri.list_containers(None).await)
+        else {
+            return Vec::new();
+        };
+        let ready = sandboxes.iter().filter(|s| s.state == cri_api::PodSandboxState::SandboxReady as i32);
+        let pods: std::collections::HashSet<&str> =
+            ready.filter_map(|s| s.labels.get(labels::POD_UID).map(String::as_str)).collect();
+        let mut by_state: BTreeMap<&'static str, u64> =
+            ["created", "exited", "running", "unknown"].into_iter().map(|s| (s, 0)).collect();
+        for c in &containers {
+            let state = match cri_api::ContainerState::try_from(c.state) {
+                Ok(cri_api::ContainerState::ContainerCreated) => "created",
+                Ok(cri_api::ContainerState::ContainerRunning) => "running",
+                Ok(cri_api::ContainerState::ContainerExited) => "exited",
+                _ => "unknown",
+            };
+            *by_state.entry(state).or_default() += 1;
+        }
+        let mut running =
+            Family::new("kubelet_running_containers", "[ALPHA] Number of containers currently running", Kind::Gauge);
+        for (state, n) in by_state {
+            running = running.with(vec![("container_state", state.to_string())], n as f64);
+        }
+        vec![
+            Family::new("kubelet_running_pods", "[ALPHA] Number of pods that have a running pod sandbox", Kind::Gauge)
+                .with(vec![], pods.len() as f64),
+            running,
+        ]
+    }
+
     /// The id of the named container running in the pod (upstream `findContainer` over the
     /// runtime's running pods: by UID when given, else by namespace and name).
     async fn running_container(&self, t: &ContainerTarget) -> Result<String, HostError> {
@@ -208,6 +265,45 @@ impl NodeHost {
             .map(|c| c.id)
             .ok_or_else(|| HostError::internal(format!("container not found ({:?})", t.container)))
     }
+}
+
+/// `prober_probe_total`, labels in client_golang's (sorted) order.
+fn probe_family(series: Vec<(core_kubelet::prober::CounterKey, u64)>) -> Family {
+    let mut f = Family::new(
+        "prober_probe_total",
+        "[ALPHA] Cumulative number of a liveness, readiness or startup probe for a container by result.",
+        Kind::Counter,
+    );
+    for (k, n) in series {
+        let labels = vec![
+            ("container", k.container),
+            ("namespace", k.namespace),
+            ("pod", k.pod),
+            ("pod_uid", k.pod_uid),
+            ("probe_type", k.probe_type.to_string()),
+            ("result", k.result.to_string()),
+        ];
+        f = f.with(labels, n as f64);
+    }
+    f
+}
+
+/// client_golang's process collector over `/proc/self`.
+fn process_families(p: &sys::ProcStat) -> Vec<Family> {
+    let gauge = |name, help, v: f64| Family::new(name, help, Kind::Gauge).with(vec![], v);
+    vec![
+        Family::new("process_cpu_seconds_total", "Total user and system CPU time spent in seconds.", Kind::Counter)
+            .with(vec![], p.cpu_seconds),
+        gauge("process_max_fds", "Maximum number of open file descriptors.", p.max_fds as f64),
+        gauge("process_open_fds", "Number of open file descriptors.", p.open_fds as f64),
+        gauge("process_resident_memory_bytes", "Resident memory size in bytes.", p.resident_bytes as f64),
+        gauge(
+            "process_start_time_seconds",
+            "Start time of the process since unix epoch in seconds.",
+            p.start_time_seconds,
+        ),
+        gauge("process_virtual_memory_bytes", "Virtual memory size in bytes.", p.virtual_bytes as f64),
+    ]
 }
 
 /// Upstream `Pod.ToAPIPod` over the runtime's running pods: name, namespace, UID and each
@@ -263,6 +359,27 @@ mod tests {
             (labels::POD_NAME.to_string(), name.to_string()),
             (labels::POD_NAMESPACE.to_string(), "default".to_string()),
         ])
+    }
+
+    #[test]
+    fn probe_series_carry_upstreams_labels_in_order() {
+        let key = core_kubelet::prober::CounterKey {
+            probe_type: "Liveness",
+            result: "failed",
+            container: "c".into(),
+            pod: "p".into(),
+            namespace: "ns".into(),
+            pod_uid: "u".into(),
+        };
+        let text = server::metrics::render(&[probe_family(vec![(key, 4)])]);
+        assert!(
+            text.ends_with(
+                "prober_probe_total{container=\"c\",namespace=\"ns\",pod=\"p\",pod_uid=\"u\",probe_type=\"Liveness\",result=\"failed\"} 4\n"
+            ),
+            "{text}"
+        );
+        let p = process_families(&sys::ProcStat { open_fds: 7, ..Default::default() });
+        assert!(p.iter().any(|f| f.name == "process_open_fds" && f.samples[0].value == 7.0));
     }
 
     #[test]

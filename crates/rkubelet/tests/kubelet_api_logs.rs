@@ -1,7 +1,8 @@
 //! End-to-end: the kubelet API's debugging handlers on a standalone agent (anonymous requests
 //! with AlwaysAllow, so no API server is involved): `/containerLogs` with every query parameter
-//! over a rotated file, `previous` and `follow`; `/logs/` never leaving /var/log; `/runningpods/`
-//! and `/configz`; and the 405 answers with `enableDebuggingHandlers` off.
+//! over a rotated file, `previous` and `follow`; `/logs/` never leaving /var/log; `/runningpods/`,
+//! `/configz`, `/metrics` and `/metrics/probes`; and the 405 answers with
+//! `enableDebuggingHandlers` off.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
@@ -29,6 +30,10 @@ spec:
   - name: fixed
     image: {image}
     command: ["sh", "-c", "echo one; sleep 1; echo two >&2; sleep 1; echo three; trap 'exit 0' TERM; while true; do sleep 1; done"]
+    readinessProbe:
+      exec:
+        command: ["true"]
+      periodSeconds: 1
   - name: ticker
     image: {image}
     command: ["sh", "-c", "trap 'exit 0' TERM; i=0; while true; do i=$((i+1)); echo tick$i; sleep 1; done"]
@@ -58,6 +63,37 @@ fn running(pod: &Pod, name: &str) -> bool {
 
 async fn get(a: &Agent, path: &str) -> (u16, String) {
     request(a.port, "GET", path, &[], None).await.unwrap()
+}
+
+/// The value of the sample line starting with `series ` (0 when absent).
+fn sample(body: &str, series: &str) -> f64 {
+    body.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|v| v.strip_prefix(' ')))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Every family has HELP then TYPE before its samples, and every sample line is
+/// `name{labels} value` with a number for the value.
+fn check_exposition(body: &str) {
+    let mut typed = std::collections::HashSet::new();
+    let mut helped = std::collections::HashSet::new();
+    for line in body.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            helped.insert(rest.split(' ').next().unwrap().to_string());
+        } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let mut it = rest.split(' ');
+            let name = it.next().unwrap().to_string();
+            assert!(helped.contains(&name), "TYPE before HELP: {line}");
+            assert!(matches!(it.next(), Some("counter" | "gauge")), "{line}");
+            typed.insert(name);
+        } else {
+            let name = line.split(['{', ' ']).next().unwrap();
+            assert!(typed.contains(name), "a sample without TYPE: {line}");
+            let value = line.rsplit(' ').next().unwrap();
+            assert!(value.parse::<f64>().is_ok(), "not a number: {line}");
+        }
+    }
 }
 
 /// The directory of the pod's container logs (`<podLogsDir>/<ns>_<name>_<uid>/<container>`).
@@ -169,6 +205,26 @@ async fn container_logs_node_logs_and_debug_endpoints_as_upstream() {
     assert_eq!(cfg["kubeletconfig"]["port"], a.port, "{body}");
     assert_eq!(cfg["kubeletconfig"]["enableDebuggingHandlers"], true, "{body}");
     assert!(cfg["kubeletconfig"].get("kind").is_none(), "{body}");
+
+    // /metrics and /metrics/probes in the text format, with upstream's names.
+    let (code, body) = get(&a, "/metrics").await;
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains(&format!("kubelet_node_name{{node=\"{}\"}} 1\n", a.node)), "{body}");
+    assert!(body.contains("# TYPE kubelet_running_pods gauge\nkubelet_running_pods "), "{body}");
+    let running: f64 = sample(&body, "kubelet_running_containers{container_state=\"running\"}");
+    assert!(running >= 2.0, "{body}");
+    assert!(sample(&body, "process_resident_memory_bytes") > 1e6, "{body}");
+    check_exposition(&body);
+    let probes = wait_for("a successful readiness probe is counted", Duration::from_secs(20), || async {
+        let (_, body) = get(&a, "/metrics/probes").await;
+        let key = format!(
+            "prober_probe_total{{container=\"fixed\",namespace=\"default\",pod=\"{name}\",pod_uid=\"{}\",probe_type=\"Readiness\",result=\"successful\"}}",
+            pod.metadata.uid.as_deref().unwrap()
+        );
+        if body.lines().any(|l| l.starts_with(&key)) { Ok(body) } else { Err(body) }
+    })
+    .await;
+    check_exposition(&probes);
 
     // /logs/ lists /var/log; `..` and a symlink out of it are refused.
     let (code, body) = get(&a, "/logs/").await;

@@ -156,7 +156,12 @@ async fn manifest_edit_replaces_pod_and_removal_kills_it() {
         if old.is_empty() { Ok(()) } else { Err(format!("{} old sandboxes", old.len())) }
     })
     .await;
-    assert_eq!(a.pods().await.expect("pods").len(), 1, "exactly one pod after the edit");
+    // The old pod's entry leaves the pod list once its worker finished, just after its sandbox.
+    wait_for("exactly one pod after the edit", Duration::from_secs(10), || async {
+        let n = a.pods().await?.len();
+        if n == 1 { Ok(()) } else { Err(format!("{n} pods")) }
+    })
+    .await;
     let second_uid = second.metadata.uid.clone().unwrap_or_default();
 
     let removed_at = std::time::Instant::now();

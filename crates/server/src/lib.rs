@@ -6,6 +6,7 @@
 
 pub mod auth;
 mod containers;
+pub mod metrics;
 mod node_logs;
 pub mod secure;
 mod streaming;
@@ -57,8 +58,19 @@ pub trait ApiHost: Host {
         uid: Option<&str>,
         ports: Vec<i32>,
     ) -> Result<String, HostError>;
+    /// The metric families of one endpoint.
+    async fn metrics(&self, set: MetricsSet) -> Vec<metrics::Family>;
     /// Runs `cmd` in a running container; its stdout then stderr (`/run`).
     async fn run(&self, target: ContainerTarget, cmd: Vec<String>) -> Result<Vec<u8>, HostError>;
+}
+
+/// Which metrics endpoint is asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricsSet {
+    /// `/metrics`: the kubelet's own metrics and the process collector's.
+    Kubelet,
+    /// `/metrics/probes`: `prober_probe_total`.
+    Probes,
 }
 
 /// The container an exec, attach or run addresses; `uid` when the path names the pod's UID.

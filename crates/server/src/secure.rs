@@ -4,7 +4,7 @@
 //! `authentication.x509.clientCAFile`, and every request authenticated and authorized
 //! ([`crate::auth`]) before its handler runs.
 //!
-//! Handlers: `/healthz`, `/pods`; with `enableDebuggingHandlers` (default on)
+//! Handlers: `/healthz`, `/pods`, `/metrics`, `/metrics/probes`; with `enableDebuggingHandlers` (default on)
 //! `/containerLogs/{ns}/{pod}/{container}`, `/exec`, `/attach`, `/portForward`, `/run`
 //! ([`crate::streaming`]), `/runningpods/`, `/configz` and, with
 //! `enableSystemLogHandler`, `/logs/`. With debugging handlers off, their paths answer 405
@@ -27,7 +27,7 @@ use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::{Authenticator, AuthnError, Authorizer, Decision, User, request_attributes};
-use crate::{ApiHost, streaming};
+use crate::{ApiHost, MetricsSet, streaming};
 
 /// How the server is set up (from the KubeletConfiguration).
 pub struct SecureConfig {
@@ -194,7 +194,11 @@ pub(crate) struct AppState {
 
 /// The routes, behind authentication and authorization.
 fn router(state: Arc<AppState>, debugging: bool, system_logs: bool) -> Router {
-    let mut r = Router::new().route("/healthz", get(healthz)).route("/pods", get(pods));
+    let mut r = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/pods", get(pods))
+        .route("/metrics", get(|s| metrics(s, MetricsSet::Kubelet)))
+        .route("/metrics/probes", get(|s| metrics(s, MetricsSet::Probes)));
     if debugging {
         r = r
             .route("/containerLogs/{namespace}/{pod}/{container}", get(crate::containers::container_logs))
@@ -281,6 +285,11 @@ async fn healthz(State(s): State<Arc<AppState>>) -> Response {
 
 async fn pods(State(s): State<Arc<AppState>>) -> Response {
     (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], s.host.pods().to_string()).into_response()
+}
+
+async fn metrics(State(s): State<Arc<AppState>>, set: MetricsSet) -> Response {
+    let body = crate::metrics::render(&s.host.metrics(set).await);
+    (StatusCode::OK, [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], body).into_response()
 }
 
 async fn configz(State(s): State<Arc<AppState>>) -> Response {

@@ -11,6 +11,7 @@ pub mod host;
 pub mod mount;
 pub mod node_info;
 pub mod path;
+pub mod process;
 
 pub use error::{Error, Result, WrappedIoError};
 pub use fs::{
@@ -21,3 +22,4 @@ pub use host::{ResolvConf, ResolvConfParseError, hostname, parse_resolv_conf, re
 pub use mount::{FakeMounter, MountCall};
 pub use mount::{MountInfo, MountInfoError, Mounter, RealMounter, parse_mountinfo};
 pub use path::{safe_join, safe_mkdir_all, validate_relative};
+pub use process::{ProcStat, proc_self_stat};
