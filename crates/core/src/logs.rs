@@ -42,7 +42,7 @@ pub struct LogOptions {
     pub timestamps: bool,
 }
 
-/// The id of the container instance whose log a request reads (upstream
+/// The id (`<runtime>://<id>`, as in the status) of the container instance whose log a request reads (upstream
 /// `validateContainerLogStatus`); the error is upstream's text.
 pub fn container_for_logs(status: &PodStatus, pod: &str, container: &str, previous: bool) -> Result<String, String> {
     let find = |list: &Option<Vec<ContainerStatus>>| list.iter().flatten().find(|c| c.name == container).cloned();
@@ -76,8 +76,7 @@ pub fn container_for_logs(status: &PodStatus, pod: &str, container: &str, previo
     } else {
         return Err(format!("container {container:?} in pod {pod:?} is waiting to start - no logs yet"));
     };
-    // `containerd://<id>` → `<id>`
-    Ok(id.split_once("://").map_or(id.as_str(), |(_, id)| id).to_string())
+    Ok(id)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

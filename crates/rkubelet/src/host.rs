@@ -53,8 +53,10 @@ impl server::ApiHost for NodeHost {
         if !declared.contains(&&req.container) {
             return Err(HostError::not_found(format!("container {:?} not found in pod {:?}", req.container, req.pod)));
         }
-        let id = container_for_logs(&entry.status, &req.pod, &req.container, req.previous)
+        let full_id = container_for_logs(&entry.status, &req.pod, &req.container, req.previous)
             .map_err(HostError::bad_request)?;
+        // `containerd://<id>` → `<id>` for the CRI; the full form names it in errors.
+        let id = full_id.split_once("://").map_or(full_id.as_str(), |(_, id)| id).to_string();
         let opts = LogOptions {
             tail: req.tail_lines,
             limit_bytes: req.limit_bytes,
@@ -71,8 +73,7 @@ impl server::ApiHost for NodeHost {
                 Ok(s) => s.log_path,
                 Err(e) => {
                     tracing::debug!(container = %id, "container status for logs: {e}");
-                    let _ =
-                        tx.send(Bytes::from(format!("unable to retrieve container logs for containerd://{id}"))).await;
+                    let _ = tx.send(Bytes::from(format!("unable to retrieve container logs for {full_id}"))).await;
                     return;
                 }
             };

@@ -102,8 +102,8 @@ pub(crate) async fn serve(State(s): State<Arc<AppState>>, req: Request) -> Respo
         return (StatusCode::MOVED_PERMANENTLY, [(header::LOCATION, format!("../{base}"))]).into_response();
     }
     match tokio::fs::File::open(&path).await {
-        Ok(f) => {
-            let kind = content_type(&path).await;
+        Ok(mut f) => {
+            let kind = content_type(&mut f).await;
             let body = Body::from_stream(tokio_util::io::ReaderStream::new(f));
             (StatusCode::OK, [(header::CONTENT_TYPE, kind), (header::CONTENT_LENGTH, md.len().to_string())], body)
                 .into_response()
@@ -114,14 +114,14 @@ pub(crate) async fn serve(State(s): State<Arc<AppState>>, req: Request) -> Respo
 }
 
 /// Text for files whose first 512 bytes are UTF-8 without NULs (Go sniffs the same way for the
-/// log files this serves), else bytes.
-async fn content_type(path: &FsPath) -> String {
-    use tokio::io::AsyncReadExt;
+/// log files this serves), else bytes. Reads the head of the open file and rewinds it.
+async fn content_type(f: &mut tokio::fs::File) -> String {
+    use tokio::io::{AsyncReadExt, AsyncSeekExt};
     let mut head = vec![0u8; 512];
-    let n = match tokio::fs::File::open(path).await {
-        Ok(mut f) => f.read(&mut head).await.unwrap_or(0),
-        Err(_) => 0,
-    };
+    let n = f.read(&mut head).await.unwrap_or(0);
+    if f.seek(std::io::SeekFrom::Start(0)).await.is_err() {
+        return "application/octet-stream".to_string();
+    }
     head.truncate(n);
     let text = match std::str::from_utf8(&head) {
         Ok(s) => !s.contains('\0'),

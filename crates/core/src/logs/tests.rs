@@ -70,8 +70,8 @@ fn the_container_instance_follows_upstream_rules() {
         ..Default::default()
     };
     let s = status_with(running.clone());
-    assert_eq!(container_for_logs(&s, "p", "app", false).as_deref(), Ok("cur"));
-    assert_eq!(container_for_logs(&s, "p", "app", true).as_deref(), Ok("prev"));
+    assert_eq!(container_for_logs(&s, "p", "app", false).as_deref(), Ok("containerd://cur"));
+    assert_eq!(container_for_logs(&s, "p", "app", true).as_deref(), Ok("containerd://prev"));
     assert_eq!(
         container_for_logs(&s, "p", "other", false),
         Err("container \"other\" in pod \"p\" is not available".into())
@@ -108,7 +108,7 @@ fn the_container_instance_follows_upstream_rules() {
         }),
         ..Default::default()
     };
-    assert_eq!(container_for_logs(&status_with(crashed), "p", "app", false).as_deref(), Ok("dead"));
+    assert_eq!(container_for_logs(&status_with(crashed), "p", "app", false).as_deref(), Ok("containerd://dead"));
 }
 
 /// Writes `0.log.<stamp>` (lines a1..a3) and `0.log` (b1..b3, the last one split in two
