@@ -34,6 +34,25 @@ impl Error {
             other => other.to_string(),
         }
     }
+    /// The error as Go's gRPC status prints it (`rpc error: code = NotFound desc = …`), the text
+    /// upstream's kubelet gives HTTP clients; a failure that never reached the runtime as it is.
+    pub fn grpc_text(&self) -> String {
+        let code = match self {
+            Error::NotFound { .. } => tonic::Code::NotFound,
+            Error::Rpc { code, .. } => *code,
+            other => return other.to_string(),
+        };
+        let name = match code {
+            tonic::Code::Ok => "OK".to_owned(),
+            tonic::Code::Cancelled => "Canceled".to_owned(),
+            other => format!("{other:?}"),
+        };
+        format!("rpc error: code = {name} desc = {}", self.runtime_message())
+    }
+    /// The runtime refused for lack of a resource (gRPC ResourceExhausted).
+    pub fn is_resource_exhausted(&self) -> bool {
+        matches!(self, Error::Rpc { code: tonic::Code::ResourceExhausted, .. })
+    }
     /// Worth retrying later without changing anything.
     pub fn is_transient(&self) -> bool {
         matches!(self, Error::Unreachable { .. } | Error::Timeout { .. })
@@ -54,6 +73,9 @@ mod tests {
             message: "exec failed".into(),
         };
         assert_eq!(rpc.runtime_message(), "exec failed");
+        assert_eq!(rpc.grpc_text(), "rpc error: code = Unknown desc = exec failed");
+        let gone = Error::NotFound { op: "Exec", what: "c1".into(), message: "no such container".into() };
+        assert_eq!(gone.grpc_text(), "rpc error: code = NotFound desc = no such container");
         assert_eq!(rpc.to_string(), "CRI StartContainer for c1 failed: exec failed");
         let down = Error::Unreachable { endpoint: "/run/x.sock".into(), message: "connection refused".into() };
         assert_eq!(down.runtime_message(), down.to_string(), "no runtime answer: the whole error");

@@ -117,19 +117,37 @@ impl server::ApiHost for NodeHost {
     }
 
     async fn exec(&self, t: ContainerTarget, cmd: Vec<String>, o: StreamOptions) -> Result<String, HostError> {
-        let container_id = self.running_container(&t).await?;
+        let container_id = self.running_container(&t).await?.ok_or_else(|| container_not_found(&t))?;
         let req =
             cri_api::ExecRequest { container_id, cmd, tty: o.tty, stdin: o.stdin, stdout: o.stdout, stderr: o.stderr };
         self.cri.exec(req).await.map_err(streaming_error)
     }
 
+    /// Upstream `GetAttach`: its own messages, and the tty of the container's spec (whether the
+    /// process has a terminal cannot change after it started), not the request's.
     async fn attach(&self, t: ContainerTarget, o: StreamOptions) -> Result<String, HostError> {
-        let container_id = self.running_container(&t).await?;
-        let req =
-            cri_api::AttachRequest { container_id, tty: o.tty, stdin: o.stdin, stdout: o.stdout, stderr: o.stderr };
+        let full_name = format!("{}_{}", t.pod, t.namespace);
+        let not_found = || HostError::internal(format!("container {} not found in pod {full_name}", t.container));
+        let container_id = self.running_container(&t).await?.ok_or_else(not_found)?;
+        let entry = self.statuses.find(&t.namespace, &t.pod);
+        let pod = entry
+            .map(|e| e.pod)
+            .filter(|p| t.uid.as_ref().is_none_or(|u| p.metadata.uid.as_ref() == Some(u)))
+            .ok_or_else(|| HostError::internal(format!("pod {full_name} not found")))?;
+        let tty = pod
+            .spec
+            .iter()
+            .flat_map(|s| s.containers.iter().chain(s.init_containers.iter().flatten()))
+            .find(|c| c.name == t.container)
+            .ok_or_else(not_found)?
+            .tty
+            .unwrap_or(false);
+        let req = cri_api::AttachRequest { container_id, tty, stdin: o.stdin, stdout: o.stdout, stderr: o.stderr };
         self.cri.attach(req).await.map_err(streaming_error)
     }
 
+    /// Upstream `GetPortForward`: the pod must be running in the runtime; the forward goes to
+    /// its newest sandbox.
     async fn port_forward(
         &self,
         namespace: &str,
@@ -145,18 +163,17 @@ impl server::ApiHost for NodeHost {
         let sandboxes = self
             .cri
             .list_pod_sandbox(Some(cri_api::PodSandboxFilter {
-                state: Some(cri_api::PodSandboxStateValue { state: cri_api::PodSandboxState::SandboxReady as i32 }),
                 label_selector: [(labels::POD_UID.to_string(), pod_uid.clone())].into(),
                 ..Default::default()
             }))
             .await
             .map_err(streaming_error)?;
-        let sandbox = sandboxes
-            .into_iter()
-            .max_by_key(|s| s.created_at)
-            .ok_or_else(|| HostError::internal(format!("pod not found ({pod_uid:?})")))?;
+        if !sandboxes.iter().any(|s| s.state == cri_api::PodSandboxState::SandboxReady as i32) {
+            return Err(HostError::internal(format!("pod not found (\"{pod}_{namespace}\")")));
+        }
+        let sandbox = sandboxes.into_iter().max_by_key(|s| s.created_at).map(|s| s.id).unwrap_or_default();
         self.cri
-            .port_forward(cri_api::PortForwardRequest { pod_sandbox_id: sandbox.id, port: ports })
+            .port_forward(cri_api::PortForwardRequest { pod_sandbox_id: sandbox, port: ports })
             .await
             .map_err(streaming_error)
     }
@@ -180,8 +197,8 @@ impl server::ApiHost for NodeHost {
     }
 
     async fn run(&self, t: ContainerTarget, cmd: Vec<String>) -> Result<Vec<u8>, HostError> {
-        let id = self.running_container(&t).await?;
-        let r = self.cri.exec_sync(&id, cmd.clone(), 0).await.map_err(|e| HostError::internal(e.runtime_message()))?;
+        let id = self.running_container(&t).await?.ok_or_else(|| container_not_found(&t))?;
+        let r = self.cri.exec_sync(&id, cmd.clone(), 0).await.map_err(|e| HostError::internal(e.grpc_text()))?;
         if r.exit_code != 0 {
             return Err(HostError::internal(format!(
                 "command '{}' exited with {}: {}",
@@ -196,10 +213,22 @@ impl server::ApiHost for NodeHost {
     }
 }
 
-/// Upstream `streaming.WriteError`: the runtime's NotFound is a 404, anything else a 500.
+/// Upstream `streaming.WriteError`: the runtime's NotFound is a 404, ResourceExhausted a 429,
+/// anything else a 500, with the gRPC error's text.
 fn streaming_error(e: cri::Error) -> HostError {
-    let status = if e.is_not_found() { 404 } else { 500 };
-    HostError { status, message: e.runtime_message() }
+    let status = if e.is_not_found() {
+        404
+    } else if e.is_resource_exhausted() {
+        429
+    } else {
+        500
+    };
+    HostError { status, message: e.grpc_text() }
+}
+
+/// Upstream `GetExec`/`RunInContainer` when the container is not running.
+fn container_not_found(t: &ContainerTarget) -> HostError {
+    HostError::internal(format!("container not found ({:?})", t.container))
 }
 
 impl NodeHost {
@@ -238,8 +267,9 @@ impl NodeHost {
     }
 
     /// The id of the named container running in the pod (upstream `findContainer` over the
-    /// runtime's running pods: by UID when given, else by namespace and name).
-    async fn running_container(&self, t: &ContainerTarget) -> Result<String, HostError> {
+    /// runtime's running pods: by UID when given, else by namespace and name); None when it is
+    /// not running.
+    async fn running_container(&self, t: &ContainerTarget) -> Result<Option<String>, HostError> {
         self.statuses.find(&t.namespace, &t.pod).ok_or_else(|| HostError::not_found("pod does not exist"))?;
         let mut selector = std::collections::HashMap::from([(labels::CONTAINER_NAME.to_string(), t.container.clone())]);
         match &t.uid {
@@ -260,11 +290,7 @@ impl NodeHost {
             }))
             .await
             .map_err(streaming_error)?;
-        running
-            .into_iter()
-            .max_by_key(|c| c.created_at)
-            .map(|c| c.id)
-            .ok_or_else(|| HostError::internal(format!("container not found ({:?})", t.container)))
+        Ok(running.into_iter().max_by_key(|c| c.created_at).map(|c| c.id))
     }
 }
 

@@ -6,6 +6,7 @@
 //! outcome; upstream refuses to start then.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -186,7 +187,11 @@ pub fn start(
     };
     let cert =
         server::secure::serving_cert(&secure, node).map_err(|e| anyhow::anyhow!("kubelet server certificate: {e}"))?;
-    server::secure::serve(secure, cert, host, authn, authz, shutdown.clone())
+    let read_only = (cfg.read_only_port > 0).then(|| SocketAddr::new(secure.addr.ip(), cfg.read_only_port));
+    server::secure::serve(secure, cert, host.clone(), authn, authz, shutdown.clone())
         .map_err(|e| anyhow::anyhow!("kubelet server: {e}"))?;
+    if let Some(addr) = read_only {
+        server::secure::serve_read_only(addr, host, shutdown.clone());
+    }
     Ok(())
 }

@@ -85,12 +85,12 @@ async fn requests_are_authenticated_and_authorized_as_upstream() {
     assert_eq!(list["kind"], "PodList", "{body}");
     assert_eq!(
         get("/healthz", Some("viewer-token")).await.unwrap(),
-        (403, "Forbidden (user=viewer, verb=get, resource=nodes, subresource(s)=[healthz proxy])".into())
+        (403, "Forbidden (user=viewer, verb=get, resource=nodes, subresource(s)=[healthz proxy])\n".into())
     );
     let auth = "Bearer viewer-token";
     assert_eq!(
         request(port, "POST", "/exec/default/p/c?command=true", &[("Authorization", auth)], None).await.unwrap(),
-        (403, "Forbidden (user=viewer, verb=create, resource=nodes, subresource(s)=[proxy])".into())
+        (403, "Forbidden (user=viewer, verb=create, resource=nodes, subresource(s)=[proxy])\n".into())
     );
     assert_eq!(get("/healthz", Some("ops-token")).await.unwrap(), (200, "ok".into()));
     {

@@ -65,6 +65,21 @@ async fn get(a: &Agent, path: &str) -> (u16, String) {
     request(a.port, "GET", path, &[], None).await.unwrap()
 }
 
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap()
+}
+
+/// One plain-HTTP request to `127.0.0.1:port`: (status, body).
+async fn plain_get(port: u16, method: &str, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    tcp.write_all(format!("{method} {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes()).await.unwrap();
+    let mut buf = String::new();
+    tcp.read_to_string(&mut buf).await.unwrap();
+    let code = buf.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (code, buf.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default())
+}
+
 /// The value of the sample line starting with `series ` (0 when absent).
 fn sample(body: &str, series: &str) -> f64 {
     body.lines()
@@ -105,11 +120,16 @@ fn container_log_dir(a: &Agent, pod: &Pod, container: &str) -> PathBuf {
 #[tokio::test(flavor = "multi_thread")]
 async fn container_logs_node_logs_and_debug_endpoints_as_upstream() {
     let Some(env) = NodeEnv::require() else { return };
+    let read_only_port = free_port();
     let a = Agent::start(
         Path::new(BIN),
         &env,
         "klogs",
-        AgentOptions { config_yaml: Some(OPEN_API_CONFIG.into()), ..Default::default() },
+        AgentOptions {
+            config_yaml: Some(OPEN_API_CONFIG.into()),
+            args: vec![format!("--read-only-port={read_only_port}")],
+            ..Default::default()
+        },
     );
     a.write_manifest("logger.yaml", &manifest(&env.test_image));
     let name = a.pod_name("logger");
@@ -243,6 +263,24 @@ async fn container_logs_node_logs_and_debug_endpoints_as_upstream() {
     let served = get(&a, &format!("/logs/{}", file.file_name().unwrap().to_str().unwrap())).await;
     std::fs::remove_file(&file).unwrap();
     assert_eq!(served, (200, "node log line\n".into()));
+
+    // The read-only port: plain HTTP without credentials; pods and metrics, no debugging paths
+    // (not even with debugging handlers on), no /configz.
+    assert_eq!(plain_get(read_only_port, "GET", "/healthz").await, (200, "ok".into()));
+    let (code, pods) = plain_get(read_only_port, "GET", "/pods").await;
+    assert_eq!(code, 200);
+    assert!(pods.contains(&format!("\"name\":\"{name}\"")), "{pods}");
+    let (code, metrics) = plain_get(read_only_port, "GET", "/metrics").await;
+    assert_eq!(code, 200);
+    assert!(metrics.contains("kubelet_running_pods "), "{metrics}");
+    let disabled = (405, "Debug endpoints are disabled.\n".to_string());
+    for path in
+        [format!("/containerLogs/default/{name}/app"), format!("/exec/default/{name}/app?output=1"), "/logs/".into()]
+    {
+        assert_eq!(plain_get(read_only_port, "GET", &path).await, disabled, "{path}");
+    }
+    assert_eq!(plain_get(read_only_port, "POST", &format!("/run/default/{name}/app?cmd=id")).await, disabled);
+    assert_eq!(plain_get(read_only_port, "GET", "/configz").await.0, 404);
     a.cleanup().await;
 
     // Debugging handlers off: 405 on their paths, /configz is gone, /pods stays.

@@ -121,7 +121,7 @@ async fn exec_attach_port_forward_and_run_reach_the_container() {
     drop(ws);
 
     // port-forward: an HTTP request to the pod's port 8080 over the data channel.
-    let path = format!("/portForward/default/{name}?ports=8080");
+    let path = format!("/portForward/default/{name}?port=8080");
     let (mut ws, proto) = websocket(a.port, &path, &["v4.channel.k8s.io"]).await.unwrap();
     assert_eq!(proto, "v4.channel.k8s.io");
     ws.send(Message::Binary([&[0u8][..], b"GET / HTTP/1.0\r\n\r\n"].concat().into())).await.unwrap();
@@ -152,5 +152,18 @@ async fn exec_attach_port_forward_and_run_reach_the_container() {
     let (code, body) =
         request(a.port, "POST", &format!("/exec/default/{name}/app?command=true"), &[], None).await.unwrap();
     assert_eq!((code, body.as_str()), (400, "you must specify at least 1 of stdin, stdout, stderr"));
+    // attach and port-forward have their own words (upstream GetAttach, NewV4Options).
+    let (code, body) =
+        request(a.port, "POST", &format!("/attach/default/{name}/nope?output=1"), &[], None).await.unwrap();
+    assert_eq!((code, body), (500, format!("container nope not found in pod {name}_default")));
+    let ws = [
+        ("Connection", "Upgrade"),
+        ("Upgrade", "websocket"),
+        ("Sec-WebSocket-Version", "13"),
+        ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+    ];
+    let (code, body) =
+        request(a.port, "GET", &format!("/portForward/default/{name}?ports=8080"), &ws, None).await.unwrap();
+    assert_eq!((code, body.as_str()), (400, "query parameter \"port\" is required"));
     a.cleanup().await;
 }

@@ -290,7 +290,7 @@ impl Authorizer {
         }
         let subresources: Vec<&str> = attrs.iter().map(|a| a.subresource.as_str()).collect();
         Decision::Forbidden(format!(
-            "Forbidden (user={}, verb={}, resource={}, subresource(s)=[{}])",
+            "Forbidden (user={}, verb={}, resource={}, subresource(s)=[{}])\n",
             first.user.name,
             first.verb,
             Attributes::RESOURCE,
@@ -418,7 +418,7 @@ mod tests {
         assert_eq!(
             authz.authorize(&ask("metrics-reader", "GET", "/pods")).await,
             Decision::Forbidden(
-                "Forbidden (user=metrics-reader, verb=get, resource=nodes, subresource(s)=[pods proxy])".into()
+                "Forbidden (user=metrics-reader, verb=get, resource=nodes, subresource(s)=[pods proxy])\n".into()
             )
         );
         assert_eq!(

@@ -8,6 +8,7 @@ pub mod auth;
 mod containers;
 pub mod metrics;
 mod node_logs;
+pub mod proxy;
 pub mod secure;
 mod streaming;
 

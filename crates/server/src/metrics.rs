@@ -46,17 +46,26 @@ fn escape_help(v: &str) -> String {
     v.replace('\\', "\\\\").replace('\n', "\\n")
 }
 
-/// Go's `strconv.FormatFloat(v, 'g', -1, 64)` for the values metrics carry; `+Inf`, `-Inf`,
-/// `NaN` as Prometheus spells them.
+/// Go's `strconv.FormatFloat(v, 'g', -1, 64)`, as client_golang writes values: the shortest
+/// digits, in exponent form (`1.8571264e+07`) when the exponent is below -4 or at least 6;
+/// `+Inf`, `-Inf`, `NaN` as Prometheus spells them.
 fn format_value(v: f64) -> String {
     if v.is_nan() {
-        "NaN".into()
-    } else if v.is_infinite() {
-        if v > 0.0 { "+Inf".into() } else { "-Inf".into() }
-    } else if v.fract() == 0.0 && v.abs() < 1e21 {
-        format!("{v:.0}")
-    } else {
+        return "NaN".into();
+    }
+    if v.is_infinite() {
+        return if v > 0.0 { "+Inf".into() } else { "-Inf".into() };
+    }
+    if v == 0.0 {
+        return "0".into();
+    }
+    let sci = format!("{v:e}");
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    if (-4..6).contains(&exp) {
         format!("{v}")
+    } else {
+        format!("{mantissa}e{}{:02}", if exp < 0 { '-' } else { '+' }, exp.abs())
     }
 }
 
@@ -64,14 +73,19 @@ fn format_value(v: f64) -> String {
 /// does.
 pub fn render(families: &[Family]) -> String {
     let mut out = String::new();
-    for f in families.iter().filter(|f| !f.samples.is_empty()) {
+    // client_golang's Gather: families by name, samples by their label values.
+    let mut sorted: Vec<&Family> = families.iter().filter(|f| !f.samples.is_empty()).collect();
+    sorted.sort_by_key(|f| f.name);
+    for f in sorted {
         let kind = match f.kind {
             Kind::Counter => "counter",
             Kind::Gauge => "gauge",
         };
         let _ = writeln!(out, "# HELP {} {}", f.name, escape_help(f.help));
         let _ = writeln!(out, "# TYPE {} {kind}", f.name);
-        for s in &f.samples {
+        let mut samples: Vec<&Sample> = f.samples.iter().collect();
+        samples.sort_by(|a, b| a.labels.cmp(&b.labels));
+        for s in samples {
             out.push_str(f.name);
             if !s.labels.is_empty() {
                 let labels: Vec<String> =
@@ -94,12 +108,12 @@ mod tests {
     #[test]
     fn families_render_in_the_text_format() {
         let fams = vec![
-            Family::new("kubelet_node_name", "[ALPHA] The node's name. The count is always 1.", Kind::Gauge)
-                .with(vec![("node", "n1".into())], 1.0),
-            Family::new("empty_total", "nothing yet", Kind::Counter),
             Family::new("x_total", "a \\ b\nc", Kind::Counter)
                 .with(vec![("a", "q\"uote\\\n".into()), ("b", String::new())], 2.5)
                 .with(vec![], 3.0),
+            Family::new("kubelet_node_name", "[ALPHA] The node's name. The count is always 1.", Kind::Gauge)
+                .with(vec![("node", "n1".into())], 1.0),
+            Family::new("empty_total", "nothing yet", Kind::Counter),
         ];
         assert_eq!(
             render(&fams),
@@ -108,10 +122,17 @@ mod tests {
              kubelet_node_name{node=\"n1\"} 1\n\
              # HELP x_total a \\\\ b\\nc\n\
              # TYPE x_total counter\n\
-             x_total{a=\"q\\\"uote\\\\\\n\",b=\"\"} 2.5\n\
-             x_total 3\n"
+             x_total 3\n\
+             x_total{a=\"q\\\"uote\\\\\\n\",b=\"\"} 2.5\n"
         );
         assert_eq!(format_value(f64::INFINITY), "+Inf");
         assert_eq!(format_value(0.25), "0.25");
+        // Go's 'g' with the shortest digits, as client_golang writes values.
+        assert_eq!(format_value(18571264.0), "1.8571264e+07");
+        assert_eq!(format_value(123456.0), "123456");
+        assert_eq!(format_value(1_000_000.0), "1e+06");
+        assert_eq!(format_value(0.00001), "1e-05");
+        assert_eq!(format_value(0.0001), "0.0001");
+        assert_eq!(format_value(-2.5), "-2.5");
     }
 }

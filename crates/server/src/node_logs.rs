@@ -19,11 +19,12 @@ fn html_escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&#34;").replace('\'', "&#39;")
 }
 
-/// A listing link: the name percent-encoded as a URL path (Go's `url.URL{Path: name}`).
+/// A listing link: the name percent-encoded as a URL path (Go's `url.URL{Path: name}`, whose
+/// `encodePath` leaves only alphanumerics, `-._~` and `$&+,/:;=@` as they are).
 fn href(name: &str) -> String {
     let mut out = String::new();
     for b in name.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~/!$&'()*+,;=:@".contains(&b) {
+        if b.is_ascii_alphanumeric() || b"-._~$&+,/:;=@".contains(&b) {
             out.push(b as char);
         } else {
             out.push_str(&format!("%{b:02X}"));
@@ -34,17 +35,13 @@ fn href(name: &str) -> String {
 }
 
 fn listing(dir: &FsPath) -> std::io::Result<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)?
+    // Sorted by name, the directory's `/` added after (Go sorts `dirs.name(i)`).
+    let mut entries: Vec<(String, bool)> = std::fs::read_dir(dir)?
         .flatten()
-        .map(|e| {
-            let mut n = e.file_name().to_string_lossy().into_owned();
-            if e.file_type().is_ok_and(|t| t.is_dir()) {
-                n.push('/');
-            }
-            n
-        })
+        .map(|e| (e.file_name().to_string_lossy().into_owned(), e.file_type().is_ok_and(|t| t.is_dir())))
         .collect();
-    names.sort();
+    entries.sort();
+    let names = entries.into_iter().map(|(n, dir)| if dir { format!("{n}/") } else { n });
     let mut out = String::from("<!doctype html>\n<meta name=\"viewport\" content=\"width=device-width\">\n<pre>\n");
     for n in names {
         out.push_str(&format!("<a href=\"{}\">{}</a>\n", href(&n), html_escape(&n)));
@@ -157,13 +154,18 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("a<b>.log"), "x").expect("write");
         std::fs::write(dir.path().join("with space"), "x").expect("write");
+        std::fs::write(dir.path().join("a.log"), "x").expect("write");
+        std::fs::write(dir.path().join("x(1)!.log"), "x").expect("write");
+        std::fs::create_dir(dir.path().join("a")).expect("mkdir");
         std::fs::create_dir(dir.path().join("pods")).expect("mkdir");
         let html = listing(dir.path()).expect("list");
+        // Sorted by name before the directory's slash: "a/" comes before "a.log".
         assert_eq!(
             html,
             "<!doctype html>\n<meta name=\"viewport\" content=\"width=device-width\">\n<pre>\n\
+             <a href=\"a/\">a/</a>\n<a href=\"a.log\">a.log</a>\n\
              <a href=\"a%3Cb%3E.log\">a&lt;b&gt;.log</a>\n<a href=\"pods/\">pods/</a>\n\
-             <a href=\"with%20space\">with space</a>\n</pre>\n"
+             <a href=\"with%20space\">with space</a>\n<a href=\"x%281%29%21.log\">x(1)!.log</a>\n</pre>\n"
         );
         assert_eq!(href("a:b"), "./a:b");
     }

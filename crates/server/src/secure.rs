@@ -185,20 +185,40 @@ pub fn cert_user(der: &[u8]) -> Result<User, String> {
 
 pub(crate) struct AppState {
     pub(crate) host: Arc<dyn ApiHost>,
-    authn: Authenticator,
-    authz: Authorizer,
-    node: String,
     pub(crate) logs_dir: PathBuf,
     configz: serde_json::Value,
 }
 
-/// The routes, behind authentication and authorization.
-fn router(state: Arc<AppState>, debugging: bool, system_logs: bool) -> Router {
-    let mut r = Router::new()
+/// Who may call: the authenticator and authorizer of the secure port.
+struct Guard {
+    authn: Authenticator,
+    authz: Authorizer,
+    node: String,
+}
+
+/// What both ports serve without debugging handlers (upstream `InstallAuthNotRequiredHandlers`).
+fn common_routes() -> Router<Arc<AppState>> {
+    Router::new()
         .route("/healthz", get(healthz))
         .route("/pods", get(pods))
         .route("/metrics", get(|s| metrics(s, MetricsSet::Kubelet)))
-        .route("/metrics/probes", get(|s| metrics(s, MetricsSet::Probes)));
+        .route("/metrics/probes", get(|s| metrics(s, MetricsSet::Probes)))
+}
+
+/// The debugging paths answering 405, as upstream's `InstallDebuggingDisabledHandlers`.
+fn debugging_disabled(mut r: Router<Arc<AppState>>) -> Router<Arc<AppState>> {
+    for p in
+        ["/run/", "/exec/", "/attach/", "/portForward/", "/containerLogs/", "/runningpods/", "/debug/pprof/", "/logs/"]
+    {
+        r = r.route(&format!("{p}{{*rest}}"), axum::routing::any(debug_disabled));
+        r = r.route(p, axum::routing::any(debug_disabled));
+    }
+    r
+}
+
+/// The routes, behind authentication and authorization.
+fn router(state: Arc<AppState>, guard: Arc<Guard>, debugging: bool, system_logs: bool) -> Router {
+    let mut r = common_routes();
     if debugging {
         r = r
             .route("/containerLogs/{namespace}/{pod}/{container}", get(crate::containers::container_logs))
@@ -224,30 +244,42 @@ fn router(state: Arc<AppState>, debugging: bool, system_logs: bool) -> Router {
             }
         }
     } else {
-        for p in [
-            "/run/",
-            "/exec/",
-            "/attach/",
-            "/portForward/",
-            "/containerLogs/",
-            "/runningpods/",
-            "/debug/pprof/",
-            "/logs/",
-        ] {
-            r = r.route(&format!("{p}{{*rest}}"), axum::routing::any(debug_disabled));
-            r = r.route(p, axum::routing::any(debug_disabled));
-        }
+        r = debugging_disabled(r);
     }
     r.fallback(not_found)
-        .layer(axum::middleware::from_fn_with_state(state.clone(), authenticate_and_authorize))
+        .layer(axum::middleware::from_fn_with_state(guard, authenticate_and_authorize))
         .with_state(state)
+}
+
+/// Upstream's read-only port: the common routes over plain HTTP with no authentication, the
+/// debugging paths answering 405, nothing else (no `/configz`).
+fn read_only_router(state: Arc<AppState>) -> Router {
+    debugging_disabled(common_routes()).fallback(not_found).with_state(state)
+}
+
+/// Serves the read-only port (`readOnlyPort`) until `shutdown`, on its own task.
+pub fn serve_read_only(
+    addr: SocketAddr,
+    host: Arc<dyn ApiHost>,
+    shutdown: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    let state = Arc::new(AppState { host, logs_dir: PathBuf::new(), configz: serde_json::Value::Null });
+    let app = read_only_router(state);
+    tokio::spawn(async move {
+        let Some(listener) = crate::bind_retrying(addr, "kubelet read-only server", &shutdown).await else { return };
+        tracing::warn!("kubelet read-only port serving without authentication on http://{addr}");
+        let r = axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await;
+        if let Err(e) = r {
+            tracing::error!("kubelet read-only server on {addr}: {e}");
+        }
+    })
 }
 
 pub(crate) fn text(code: StatusCode, body: impl Into<String>) -> Response {
     (code, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body.into()).into_response()
 }
 
-async fn authenticate_and_authorize(State(s): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+async fn authenticate_and_authorize(State(s): State<Arc<Guard>>, req: Request, next: Next) -> Response {
     let cert = req.extensions().get::<ClientCert>().cloned().unwrap_or(ClientCert::None);
     let cert_user = match cert {
         ClientCert::None => None,
@@ -338,13 +370,11 @@ pub fn serve(
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
     let state = Arc::new(AppState {
         host,
-        authn,
-        authz,
-        node: cfg.node_name.clone(),
         logs_dir: cfg.system_logs.clone().unwrap_or_default(),
         configz: cfg.configz.clone(),
     });
-    let app = router(state, cfg.enable_debugging_handlers, cfg.system_logs.is_some());
+    let guard = Arc::new(Guard { authn, authz, node: cfg.node_name.clone() });
+    let app = router(state, guard, cfg.enable_debugging_handlers, cfg.system_logs.is_some());
     let addr = cfg.addr;
     Ok(tokio::spawn(async move {
         let Some(listener) = crate::bind_retrying(addr, "kubelet server", &shutdown).await else { return };

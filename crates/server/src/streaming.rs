@@ -8,13 +8,11 @@
 
 use std::sync::Arc;
 
-use axum::body::Body;
 use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use http_body_util::BodyExt;
-use hyper_util::rt::TokioIo;
 
+use crate::proxy;
 use crate::secure::{AppState, text};
 use crate::{ContainerTarget, HostError, StreamOptions};
 
@@ -108,26 +106,40 @@ fn is_websocket(req: &Request) -> bool {
     has(header::CONNECTION, "upgrade") && has(header::UPGRADE, "websocket")
 }
 
-/// Upstream `portforward.NewV4Options`: a WebSocket request names its ports in `ports`
-/// (comma-separated or repeated); SPDY names them per stream.
+/// Upstream `portforward.NewV4Options`: a WebSocket request names its ports in `port`
+/// (comma-separated or repeated); SPDY names them per stream. Errors quote the whole value.
 pub(crate) fn port_forward_ports(req: &Request) -> Result<Vec<i32>, HostError> {
     if !is_websocket(req) {
         return Ok(Vec::new());
     }
     let values: Vec<String> =
-        query_pairs(req.uri().query()).into_iter().filter(|(k, _)| k == "ports").map(|(_, v)| v).collect();
+        query_pairs(req.uri().query()).into_iter().filter(|(k, _)| k == "port").map(|(_, v)| v).collect();
     if values.is_empty() {
         return Err(HostError::bad_request("query parameter \"port\" is required"));
     }
     let mut ports = Vec::new();
-    for p in values.iter().flat_map(|v| v.split(',')) {
-        match p.trim().parse::<u16>() {
-            Ok(0) => return Err(HostError::bad_request("port \"0\" must be > 0")),
-            Ok(n) => ports.push(i32::from(n)),
-            Err(e) => return Err(HostError::bad_request(format!("unable to parse \"{p}\" as a port: {e}"))),
+    for v in &values {
+        if v.is_empty() {
+            return Err(HostError::bad_request("query parameter \"port\" cannot be empty"));
+        }
+        for p in v.split(',') {
+            let port =
+                parse_port(p).map_err(|e| HostError::bad_request(format!("unable to parse {v:?} as a port: {e}")))?;
+            if port == 0 {
+                return Err(HostError::bad_request(format!("port {v:?} must be > 0")));
+            }
+            ports.push(i32::from(port));
         }
     }
     Ok(ports)
+}
+
+/// Go's `strconv.ParseUint(p, 10, 16)`, with its error text.
+fn parse_port(p: &str) -> Result<u16, String> {
+    if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("strconv.ParseUint: parsing {p:?}: invalid syntax"));
+    }
+    p.parse().map_err(|_| format!("strconv.ParseUint: parsing {p:?}: value out of range"))
 }
 
 pub(crate) async fn port_forward(
@@ -181,6 +193,8 @@ async fn run_for(s: Arc<AppState>, t: ContainerTarget, query: Option<String>) ->
         .map(|(_, v)| v.split(' ').map(str::to_string).collect())
         .unwrap_or_else(|| vec![String::new()]);
     match s.host.run(t, cmd).await {
+        // Upstream's writeJSONResponse sends nothing, not even a Content-Type, for no output.
+        Ok(out) if out.is_empty() => StatusCode::OK.into_response(),
         Ok(out) => (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], out).into_response(),
         Err(e) => e.into_response(),
     }
@@ -191,19 +205,11 @@ fn proxy_error(msg: impl std::fmt::Display) -> Response {
     text(StatusCode::INTERNAL_SERVER_ERROR, format!("{msg}\n"))
 }
 
-/// Headers that belong to the client's hop and never reach the runtime.
-const DROPPED: [header::HeaderName; 3] = [header::AUTHORIZATION, header::PROXY_AUTHORIZATION, header::COOKIE];
-
 /// Upstream `proxyStream`: an upgrade-aware proxy to the runtime's streaming `url` that
 /// requires an upgrade. The runtime's 101 is passed back and the two connections are joined;
 /// any other answer is passed back as it is.
-async fn proxy_stream(mut req: Request, url: &str) -> Response {
-    let upgrade = req
-        .headers()
-        .get(header::CONNECTION)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")));
-    if !upgrade {
+async fn proxy_stream(req: Request, url: &str) -> Response {
+    if !proxy::is_upgrade(&req) {
         return proxy_error("Upgrade request required");
     }
     let Ok(target) = url.parse::<axum::http::Uri>() else {
@@ -220,59 +226,21 @@ async fn proxy_stream(mut req: Request, url: &str) -> Response {
         Ok(t) => t,
         Err(e) => return proxy_error(format!("error dialing backend: {e}")),
     };
-    let (mut sender, conn) = match hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await {
-        Ok(c) => c,
-        Err(e) => return proxy_error(format!("error dialing backend: {e}")),
-    };
-    tokio::spawn(async move {
-        if let Err(e) = conn.with_upgrades().await {
-            tracing::debug!("streaming backend connection: {e}");
+    let path = target.path_and_query().map_or("/", |p| p.as_str());
+    match proxy::forward(req, tcp, authority.as_str(), path).await {
+        // Upstream's UpgradeAwareHandler passes only errors (>= 400) back as they are.
+        Ok(r) if r.status() != StatusCode::SWITCHING_PROTOCOLS && r.status().as_u16() < 400 => {
+            proxy_error(format!("invalid upgrade response: status code {}", r.status().as_u16()))
         }
-    });
-    let client_upgrade = hyper::upgrade::on(&mut req);
-    let path = target.path_and_query().map_or("/", |p| p.as_str()).to_string();
-    let mut out = hyper::Request::builder().method(req.method().clone()).uri(path);
-    for (k, v) in req.headers() {
-        if k != header::HOST && !DROPPED.contains(k) {
-            out = out.header(k, v);
-        }
-    }
-    let out = match out.header(header::HOST, authority.as_str()).body(http_body_util::Empty::<bytes::Bytes>::new()) {
         Ok(r) => r,
-        Err(e) => return proxy_error(e),
-    };
-    let mut resp = match sender.send_request(out).await {
-        Ok(r) => r,
-        Err(e) => return proxy_error(format!("error proxying to the runtime: {e}")),
-    };
-    let status = resp.status();
-    let mut answer = Response::builder().status(status);
-    for (k, v) in resp.headers() {
-        answer = answer.header(k, v);
+        Err(e) => proxy_error(e),
     }
-    if status != StatusCode::SWITCHING_PROTOCOLS {
-        let body = match resp.into_body().collect().await {
-            Ok(b) => b.to_bytes(),
-            Err(e) => return proxy_error(format!("reading the runtime's answer: {e}")),
-        };
-        return answer.body(Body::from(body)).unwrap_or_else(proxy_error);
-    }
-    let backend_upgrade = hyper::upgrade::on(&mut resp);
-    tokio::spawn(async move {
-        let (client, backend) = match tokio::join!(client_upgrade, backend_upgrade) {
-            (Ok(c), Ok(b)) => (c, b),
-            (Err(e), _) | (_, Err(e)) => return tracing::debug!("stream upgrade: {e}"),
-        };
-        let (mut client, mut backend) = (TokioIo::new(client), TokioIo::new(backend));
-        if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut backend).await {
-            tracing::debug!("stream copy: {e}");
-        }
-    });
-    answer.body(Body::empty()).unwrap_or_else(proxy_error)
 }
 
 #[cfg(test)]
 mod tests {
+    use axum::body::Body;
+
     use super::*;
 
     #[test]
@@ -296,9 +264,23 @@ mod tests {
 
     #[test]
     fn websocket_port_forwards_name_their_ports() {
-        assert_eq!(port_forward_ports(&ws_request("ports=80,8080&ports=9000")), Ok(vec![80, 8080, 9000]));
-        assert_eq!(port_forward_ports(&ws_request("")).map_err(|e| e.status), Err(400));
-        assert_eq!(port_forward_ports(&ws_request("ports=70000")).map_err(|e| e.status), Err(400));
+        assert_eq!(port_forward_ports(&ws_request("port=80,8080&port=9000")), Ok(vec![80, 8080, 9000]));
+        let err = |q: &str| port_forward_ports(&ws_request(q)).map_err(|e| (e.status, e.message));
+        assert_eq!(err("ports=80"), Err((400, "query parameter \"port\" is required".into())));
+        assert_eq!(err("port="), Err((400, "query parameter \"port\" cannot be empty".into())));
+        assert_eq!(
+            err("port=80,70000"),
+            Err((
+                400,
+                "unable to parse \"80,70000\" as a port: strconv.ParseUint: parsing \"70000\": value out of range"
+                    .into()
+            ))
+        );
+        assert_eq!(
+            err("port=8%20"),
+            Err((400, "unable to parse \"8 \" as a port: strconv.ParseUint: parsing \"8 \": invalid syntax".into()))
+        );
+        assert_eq!(err("port=0"), Err((400, "port \"0\" must be > 0".into())));
         let spdy = Request::builder().uri("/portForward/ns/p").body(Body::empty()).expect("request");
         assert_eq!(port_forward_ports(&spdy), Ok(vec![]));
     }

@@ -102,6 +102,29 @@ impl TestCluster {
         Ok(dest)
     }
 
+    /// The cluster's CA (from the admin kubeconfig) written to a file, for a kubelet's
+    /// `authentication.x509.clientCAFile`: the CA that signs the API server's kubelet-client
+    /// certificate (the in-memory server's one CA; kubeadm's cluster CA).
+    pub fn client_ca_file(&self) -> Result<PathBuf> {
+        let text = std::fs::read_to_string(&self.kubeconfig).context("reading the admin kubeconfig")?;
+        let doc: serde_json::Value = serde_yaml::from_str(&text).context("parsing the admin kubeconfig")?;
+        let cluster = &doc["clusters"][0]["cluster"];
+        let pem = match (cluster["certificate-authority-data"].as_str(), cluster["certificate-authority"].as_str()) {
+            (Some(data), _) => {
+                use base64::Engine as _;
+                base64::engine::general_purpose::STANDARD.decode(data).context("decoding certificate-authority-data")?
+            }
+            (None, Some(file)) => {
+                let base = self.kubeconfig.parent().unwrap_or(Path::new("."));
+                std::fs::read(base.join(file)).with_context(|| format!("reading {file}"))?
+            }
+            (None, None) => anyhow::bail!("the admin kubeconfig names no certificate authority (a plain-HTTP server?)"),
+        };
+        let dest = self.dir.path().join("cluster-ca.crt");
+        std::fs::write(&dest, pem).context("writing the cluster CA")?;
+        Ok(dest)
+    }
+
     /// Creates a bootstrap token (a `kube-system` secret, valid for a day) through the API.
     pub async fn create_bootstrap_token(&self) -> Result<String> {
         let token = new_bootstrap_token();

@@ -54,6 +54,11 @@ pub type TlsStream = tokio_rustls::client::TlsStream<tokio::net::TcpStream>;
 
 /// A TLS connection to `127.0.0.1:port`, the server's certificate not verified.
 pub async fn connect(port: u16, cert: Option<ClientCert>) -> Result<TlsStream, String> {
+    connect_to("127.0.0.1", port, cert).await
+}
+
+/// A TLS connection to `host:port`, the server's certificate not verified.
+pub async fn connect_to(host: &str, port: u16, cert: Option<ClientCert>) -> Result<TlsStream, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -64,7 +69,7 @@ pub async fn connect(port: u16, cert: Option<ClientCert>) -> Result<TlsStream, S
         Some((chain, key)) => builder.with_client_auth_cert(chain, key).map_err(|e| e.to_string())?,
         None => builder.with_no_client_auth(),
     };
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.map_err(|e| e.to_string())?;
+    let tcp = tokio::net::TcpStream::connect((host, port)).await.map_err(|e| e.to_string())?;
     let name = ServerName::try_from("localhost").map_err(|e| e.to_string())?;
     tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp).await.map_err(|e| format!("TLS: {e}"))
 }

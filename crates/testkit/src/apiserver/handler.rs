@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 use super::auth::{self, UserInfo};
 use super::delete::{self, DeleteOptions};
 use super::errors::{ApiError, ApiResult};
+use super::proxy;
 use super::resources::{self, Resource};
 use super::selectors::Filter;
 use super::state::{RequestRecord, Shared, lock};
@@ -89,6 +90,19 @@ pub(crate) async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> R
         user: None,
         status: 0,
     };
+    if let Some(target) = proxy::target(&record.path) {
+        let req = Request::from_parts(parts, body);
+        let response = match authenticate(&shared, &conn, req.headers()) {
+            Ok(Some(user)) => {
+                record.user = Some(user.username.clone());
+                proxy::serve(&shared, &user, &target, req).await.unwrap_or_else(|e| error_response(&e))
+            }
+            Ok(None) | Err(_) => error_response(&ApiError::unauthorized()),
+        };
+        record.status = response.status().as_u16();
+        lock(&shared.requests).push(record);
+        return response;
+    }
     let response = match axum::body::to_bytes(body, 64 << 20).await {
         Err(e) => error_response(&ApiError::bad_request(format!("reading the request body: {e}"))),
         Ok(bytes) => {

@@ -22,6 +22,7 @@ mod handler;
 pub mod kubeconfig;
 mod object;
 mod patch;
+mod proxy;
 mod resources;
 mod selectors;
 mod serve;
@@ -85,6 +86,9 @@ impl TestApiServer {
         let tls = if options.tls { Some(certs::tls_config(&ca).map_err(|e| anyhow!("TLS setup: {e}"))?) } else { None };
         let scheme = if options.tls { "https" } else { "http" };
         let admin_token = hex_token();
+        let kubelet_client = ca
+            .issue_client_cert("kube-apiserver-kubelet-client", &["system:masters"])
+            .map_err(|e| anyhow!("issuing the kubelet client certificate: {e}"))?;
         let shared = Arc::new(Shared {
             store: Mutex::new(Store::new(options.history_limit)),
             tokens: Mutex::new(HashMap::new()),
@@ -92,6 +96,7 @@ impl TestApiServer {
             requests: Mutex::new(Vec::new()),
             admin_token,
             ca,
+            kubelet_client,
             url: format!("{scheme}://{addr}"),
             options,
         });

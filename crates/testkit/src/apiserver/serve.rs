@@ -111,7 +111,8 @@ where
         req.extensions_mut().insert(info.clone());
         router.clone().oneshot(req.map(Body::new))
     });
-    let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(io), service);
+    // Upgrades: the proxied exec/attach/portforward streams.
+    let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(io), service).with_upgrades();
     tokio::select! {
         _ = conn => {}
         () = cancel.cancelled() => {}

@@ -65,6 +65,9 @@ pub(crate) struct Shared {
     pub requests: Mutex<Vec<RequestRecord>>,
     pub admin_token: String,
     pub ca: Ca,
+    /// The certificate and key (PEM) the server presents to kubelets (CN
+    /// `kube-apiserver-kubelet-client`, group `system:masters`).
+    pub kubelet_client: (String, String),
     /// `https://127.0.0.1:<port>` or `http://…`, fixed at first bind.
     pub url: String,
 }
