@@ -17,6 +17,7 @@ pub mod prober;
 pub mod quantity;
 pub mod runtime;
 pub mod source;
+pub mod stats;
 pub mod status;
 pub mod status_manager;
 pub mod status_sync;

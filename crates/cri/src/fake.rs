@@ -57,6 +57,9 @@ struct State {
     default_exec: api::ExecSyncResponse,
     /// The timeout of the last `StopContainer` per container.
     stop_timeouts: HashMap<String, i64>,
+    /// What `ListContainerStats` reports per container: (CPU core-nanoseconds, working set bytes,
+    /// writable-layer bytes).
+    usage: HashMap<String, (u64, u64, u64)>,
     calls: Vec<String>,
 }
 
@@ -117,6 +120,7 @@ impl FakeRuntime {
                 exec_results: HashMap::new(),
                 default_exec: api::ExecSyncResponse::default(),
                 stop_timeouts: HashMap::new(),
+                usage: HashMap::new(),
                 calls: Vec::new(),
             }),
         }
@@ -197,6 +201,12 @@ impl FakeRuntime {
     }
 
     /// The response `ExecSync` gives for this container from now on (default: exit 0, no output).
+    /// Sets what `ListContainerStats` reports for the container (CPU core-nanoseconds, working
+    /// set bytes, writable-layer bytes), stamped with the fake clock.
+    pub fn set_usage(&self, container_id: &str, cpu_core_ns: u64, working_set: u64, writable_layer: u64) {
+        self.lock().usage.insert(container_id.to_string(), (cpu_core_ns, working_set, writable_layer));
+    }
+
     pub fn set_exec_result(&self, container_id: &str, response: api::ExecSyncResponse) {
         self.lock().exec_results.insert(container_id.to_string(), response);
     }
@@ -702,6 +712,49 @@ impl RuntimeService for FakeRuntime {
         s.sandbox(OP, &req.pod_sandbox_id)?;
         Ok(format!("http://fake-streaming/portforward/{}", req.pod_sandbox_id))
     }
+
+    async fn list_container_stats(
+        &self,
+        filter: Option<api::ContainerStatsFilter>,
+    ) -> Result<Vec<api::ContainerStats>> {
+        let s = self.begin("ListContainerStats", "")?;
+        let f = filter.unwrap_or_default();
+        let now = s.clock_ns;
+        Ok(s.containers
+            .iter()
+            .filter(|c| f.id.is_empty() || c.id == f.id)
+            .filter(|c| f.pod_sandbox_id.is_empty() || c.sandbox_id == f.pod_sandbox_id)
+            .filter(|c| labels_match(&f.label_selector, &c.config.labels))
+            .map(|c| {
+                let (cpu, ws, layer) = s.usage.get(&c.id).copied().unwrap_or_default();
+                api::ContainerStats {
+                    attributes: Some(api::ContainerAttributes {
+                        id: c.id.clone(),
+                        metadata: c.config.metadata.clone(),
+                        labels: c.config.labels.clone(),
+                        annotations: c.config.annotations.clone(),
+                    }),
+                    cpu: Some(api::CpuUsage {
+                        timestamp: now,
+                        usage_core_nano_seconds: Some(api::UInt64Value { value: cpu }),
+                        ..Default::default()
+                    }),
+                    memory: Some(api::MemoryUsage {
+                        timestamp: now,
+                        working_set_bytes: Some(api::UInt64Value { value: ws }),
+                        ..Default::default()
+                    }),
+                    writable_layer: Some(api::FilesystemUsage {
+                        timestamp: now,
+                        fs_id: Some(api::FilesystemIdentifier { mountpoint: "/fake/snapshots".into() }),
+                        used_bytes: Some(api::UInt64Value { value: layer }),
+                        inodes_used: Some(api::UInt64Value { value: 1 }),
+                    }),
+                    ..Default::default()
+                }
+            })
+            .collect())
+    }
 }
 
 #[async_trait]
@@ -733,6 +786,17 @@ impl ImageService for FakeRuntime {
             Some(spec) => Ok(s.find_image(&spec.image).map(|i| s.images[i].clone()).into_iter().collect()),
             None => Ok(s.images.clone()),
         }
+    }
+
+    async fn image_fs_info(&self) -> Result<Vec<api::FilesystemUsage>> {
+        let s = self.begin("ImageFsInfo", "")?;
+        let used: u64 = s.images.iter().map(|i| i.size).sum();
+        Ok(vec![api::FilesystemUsage {
+            timestamp: s.clock_ns,
+            fs_id: Some(api::FilesystemIdentifier { mountpoint: "/fake/images".into() }),
+            used_bytes: Some(api::UInt64Value { value: used }),
+            inodes_used: Some(api::UInt64Value { value: s.images.len() as u64 }),
+        }])
     }
 
     async fn remove_image(&self, image: api::ImageSpec) -> Result<()> {

@@ -374,6 +374,19 @@ impl RuntimeService for RemoteRuntime {
             .await?;
         Ok(resp.url)
     }
+
+    async fn list_container_stats(
+        &self,
+        filter: Option<api::ContainerStatsFilter>,
+    ) -> Result<Vec<api::ContainerStats>> {
+        let msg = api::ListContainerStatsRequest { filter };
+        let resp = self
+            .call("ListContainerStats", "containers", self.timeout, msg, |r| async move {
+                self.rt().list_container_stats(r).await
+            })
+            .await?;
+        Ok(resp.stats)
+    }
 }
 
 #[async_trait]
@@ -417,6 +430,14 @@ impl ImageService for RemoteRuntime {
         let msg = api::RemoveImageRequest { image: Some(image) };
         self.call("RemoveImage", &what, self.timeout, msg, |r| async move { self.img().remove_image(r).await }).await?;
         Ok(())
+    }
+
+    async fn image_fs_info(&self) -> Result<Vec<api::FilesystemUsage>> {
+        let msg = api::ImageFsInfoRequest {};
+        let resp = self
+            .call("ImageFsInfo", "images", self.timeout, msg, |r| async move { self.img().image_fs_info(r).await })
+            .await?;
+        Ok(resp.image_filesystems)
     }
 }
 

@@ -45,6 +45,9 @@ pub trait RuntimeService: Send + Sync + 'static {
     async fn attach(&self, req: api::AttachRequest) -> Result<String>;
     /// Prepares a port forward into a sandbox; the streaming-server URL.
     async fn port_forward(&self, req: api::PortForwardRequest) -> Result<String>;
+    /// CPU, memory and writable-layer usage of the containers the filter selects.
+    async fn list_container_stats(&self, filter: Option<api::ContainerStatsFilter>)
+    -> Result<Vec<api::ContainerStats>>;
 }
 
 /// The image half of CRI. Same contract as `RuntimeService`.
@@ -61,4 +64,6 @@ pub trait ImageService: Send + Sync + 'static {
     async fn image_status(&self, image: api::ImageSpec) -> Result<Option<api::Image>>;
     async fn list_images(&self, filter: Option<api::ImageFilter>) -> Result<Vec<api::Image>>;
     async fn remove_image(&self, image: api::ImageSpec) -> Result<()>;
+    /// The filesystems holding images, with their usage.
+    async fn image_fs_info(&self) -> Result<Vec<api::FilesystemUsage>>;
 }

@@ -151,6 +151,18 @@ pub async fn run(cfg: KubeletConfiguration) -> anyhow::Result<()> {
     let sync_health = SyncLoopHealth::new(cfg.sync_frequency);
     let pleg = Pleg::new(cri.clone(), Duration::from_secs(1));
     let statuses_for_api = statuses.clone();
+    let memory_capacity = sys::node_info::machine_info().map(|m| m.memory_bytes).unwrap_or(0);
+    let stats = Arc::new(core_kubelet::stats::StatsProvider::new(
+        cri.clone(),
+        remote.clone(),
+        Arc::new(core_kubelet::stats::RealHostStats { cgroup_root: PathBuf::from("/sys/fs/cgroup"), memory_capacity }),
+        Arc::new(RealClock),
+        core_kubelet::stats::StatsSettings {
+            node_name: node.clone(),
+            root_dir: root_dir.clone(),
+            pod_logs_dir: PathBuf::from(&cfg.pod_logs_dir),
+        },
+    ));
     let host = Arc::new(crate::host::NodeHost {
         node: node.clone(),
         probe_counters: std::sync::OnceLock::new(),
@@ -158,6 +170,7 @@ pub async fn run(cfg: KubeletConfiguration) -> anyhow::Result<()> {
         pleg: pleg.health(),
         statuses: statuses.clone(),
         cri: cri.clone(),
+        stats,
     });
     if cfg.healthz_port > 0 {
         let addr: SocketAddr = format!("{}:{}", cfg.healthz_bind_address, cfg.healthz_port)

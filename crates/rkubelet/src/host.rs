@@ -11,6 +11,7 @@ use core_kubelet::logs::{IsRunning, LogOptions, container_for_logs, read_logs};
 use core_kubelet::pleg::PlegHealth;
 use core_kubelet::prober::ProbeCounters;
 use core_kubelet::runtime::labels;
+use core_kubelet::stats::{CpuStats, MemoryStats, Summary};
 use core_kubelet::status_manager::StatusManager;
 use cri::RuntimeService;
 use k8s_cri::v1 as cri_api;
@@ -26,6 +27,7 @@ pub struct NodeHost {
     pub cri: Arc<dyn RuntimeService>,
     /// Set once the kubelet (and its prober) exists.
     pub probe_counters: std::sync::OnceLock<Arc<ProbeCounters>>,
+    pub stats: Arc<core_kubelet::stats::StatsProvider>,
 }
 
 impl server::Host for NodeHost {
@@ -184,6 +186,7 @@ impl server::ApiHost for NodeHost {
                 let series = self.probe_counters.get().map(|c| c.snapshot()).unwrap_or_default();
                 vec![probe_family(series)]
             }
+            MetricsSet::Resource => resource_families(self.stats.summary(true).await.as_ref().ok()),
             MetricsSet::Kubelet => {
                 let mut fams = vec![
                     Family::new("kubelet_node_name", "[ALPHA] The node's name. The count is always 1.", Kind::Gauge)
@@ -194,6 +197,10 @@ impl server::ApiHost for NodeHost {
                 fams
             }
         }
+    }
+
+    async fn summary(&self, only_cpu_and_memory: bool) -> Result<Vec<u8>, String> {
+        server::restful_json(&self.stats.summary(only_cpu_and_memory).await?)
     }
 
     async fn run(&self, t: ContainerTarget, cmd: Vec<String>) -> Result<Vec<u8>, HostError> {
@@ -211,6 +218,85 @@ impl server::ApiHost for NodeHost {
         out.extend_from_slice(&r.stderr);
         Ok(out)
     }
+}
+
+/// Upstream's `/metrics/resource` collector over a CPU-and-memory summary: node, container and
+/// pod CPU (core-seconds) and working set, each with its measurement time; container start
+/// times; and `resource_scrape_error` (1 and nothing else when the summary failed).
+fn resource_families(summary: Option<&Summary>) -> Vec<Family> {
+    let scrape_error = |failed: bool| {
+        Family::new(
+            "resource_scrape_error",
+            "[STABLE] 1 if there was an error while getting container metrics, 0 otherwise",
+            Kind::Gauge,
+        )
+        .with(vec![], if failed { 1.0 } else { 0.0 })
+    };
+    let Some(summary) = summary else { return vec![scrape_error(true)] };
+    let mut node_cpu = Family::new(
+        "node_cpu_usage_seconds_total",
+        "[STABLE] Cumulative cpu time consumed by the node in core-seconds",
+        Kind::Counter,
+    );
+    let mut node_memory =
+        Family::new("node_memory_working_set_bytes", "[STABLE] Current working set of the node in bytes", Kind::Gauge);
+    let mut start = Family::new(
+        "container_start_time_seconds",
+        "[STABLE] Start time of the container since unix epoch in seconds",
+        Kind::Gauge,
+    );
+    let mut container_cpu = Family::new(
+        "container_cpu_usage_seconds_total",
+        "[STABLE] Cumulative cpu time consumed by the container in core-seconds",
+        Kind::Counter,
+    );
+    let mut container_memory = Family::new(
+        "container_memory_working_set_bytes",
+        "[STABLE] Current working set of the container in bytes",
+        Kind::Gauge,
+    );
+    let mut pod_cpu = Family::new(
+        "pod_cpu_usage_seconds_total",
+        "[STABLE] Cumulative cpu time consumed by the pod in core-seconds",
+        Kind::Counter,
+    );
+    let mut pod_memory =
+        Family::new("pod_memory_working_set_bytes", "[STABLE] Current working set of the pod in bytes", Kind::Gauge);
+    // (value, milliseconds) of a CPU counter in core-seconds and of a working set.
+    let cpu = |c: &Option<CpuStats>| {
+        c.as_ref().and_then(|c| Some((c.usage_core_nano_seconds? as f64 / 1e9, c.time.millis())))
+    };
+    let memory =
+        |m: &Option<MemoryStats>| m.as_ref().and_then(|m| Some((m.working_set_bytes? as f64, m.time.millis())));
+    if let Some((v, t)) = cpu(&summary.node.cpu) {
+        node_cpu = node_cpu.with_at(vec![], v, t);
+    }
+    if let Some((v, t)) = memory(&summary.node.memory) {
+        node_memory = node_memory.with_at(vec![], v, t);
+    }
+    for pod in &summary.pods {
+        let (ns, name) = (&pod.pod_ref.namespace, &pod.pod_ref.name);
+        for c in &pod.containers {
+            let labels = || vec![("container", c.name.clone()), ("namespace", ns.clone()), ("pod", name.clone())];
+            if c.start_time.0 > 0 {
+                start = start.with(labels(), c.start_time.0 as f64 / 1e9);
+            }
+            if let Some((v, t)) = cpu(&c.cpu) {
+                container_cpu = container_cpu.with_at(labels(), v, t);
+            }
+            if let Some((v, t)) = memory(&c.memory) {
+                container_memory = container_memory.with_at(labels(), v, t);
+            }
+        }
+        let labels = || vec![("namespace", ns.clone()), ("pod", name.clone())];
+        if let Some((v, t)) = cpu(&pod.cpu) {
+            pod_cpu = pod_cpu.with_at(labels(), v, t);
+        }
+        if let Some((v, t)) = memory(&pod.memory) {
+            pod_memory = pod_memory.with_at(labels(), v, t);
+        }
+    }
+    vec![node_cpu, node_memory, start, container_cpu, container_memory, pod_cpu, pod_memory, scrape_error(false)]
 }
 
 /// Upstream `streaming.WriteError`: the runtime's NotFound is a 404, ResourceExhausted a 429,

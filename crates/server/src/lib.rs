@@ -63,6 +63,19 @@ pub trait ApiHost: Host {
     async fn metrics(&self, set: MetricsSet) -> Vec<metrics::Family>;
     /// Runs `cmd` in a running container; its stdout then stderr (`/run`).
     async fn run(&self, target: ContainerTarget, cmd: Vec<String>) -> Result<Vec<u8>, HostError>;
+    /// The statsapi `Summary` (`/stats/summary`) as its JSON body ([`restful_json`]), only CPU
+    /// and memory when asked; `Err` is the reason it could not be built.
+    async fn summary(&self, only_cpu_and_memory: bool) -> Result<Vec<u8>, String>;
+}
+
+/// `value` as go-restful's `WriteAsJson` writes it: fields in declaration order, indented by
+/// one space.
+pub fn restful_json<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, String> {
+    let mut body = Vec::new();
+    let mut ser =
+        serde_json::Serializer::with_formatter(&mut body, serde_json::ser::PrettyFormatter::with_indent(b" "));
+    value.serialize(&mut ser).map_err(|e| e.to_string())?;
+    Ok(body)
 }
 
 /// Which metrics endpoint is asked.
@@ -72,6 +85,8 @@ pub enum MetricsSet {
     Kubelet,
     /// `/metrics/probes`: `prober_probe_total`.
     Probes,
+    /// `/metrics/resource`: node, pod and container CPU and memory for metrics-server.
+    Resource,
 }
 
 /// The container an exec, attach or run addresses; `uid` when the path names the pod's UID.

@@ -20,11 +20,13 @@ pub struct Family {
     pub samples: Vec<Sample>,
 }
 
-/// One sample: its labels in order, and its value.
+/// One sample: its labels in order, its value, and the time it was measured (milliseconds since
+/// the epoch) when the source gives one.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample {
     pub labels: Vec<(&'static str, String)>,
     pub value: f64,
+    pub timestamp_ms: Option<i64>,
 }
 
 impl Family {
@@ -33,7 +35,12 @@ impl Family {
     }
     /// Adds a sample; returns self for chaining.
     pub fn with(mut self, labels: Vec<(&'static str, String)>, value: f64) -> Self {
-        self.samples.push(Sample { labels, value });
+        self.samples.push(Sample { labels, value, timestamp_ms: None });
+        self
+    }
+    /// Adds a sample measured at `timestamp_ms`.
+    pub fn with_at(mut self, labels: Vec<(&'static str, String)>, value: f64, timestamp_ms: i64) -> Self {
+        self.samples.push(Sample { labels, value, timestamp_ms: Some(timestamp_ms) });
         self
     }
 }
@@ -92,7 +99,10 @@ pub fn render(families: &[Family]) -> String {
                     s.labels.iter().map(|(k, v)| format!("{k}=\"{}\"", escape_label(v))).collect();
                 let _ = write!(out, "{{{}}}", labels.join(","));
             }
-            let _ = writeln!(out, " {}", format_value(s.value));
+            let _ = match s.timestamp_ms {
+                Some(ts) => writeln!(out, " {} {ts}", format_value(s.value)),
+                None => writeln!(out, " {}", format_value(s.value)),
+            };
         }
     }
     out
@@ -111,6 +121,11 @@ mod tests {
             Family::new("x_total", "a \\ b\nc", Kind::Counter)
                 .with(vec![("a", "q\"uote\\\n".into()), ("b", String::new())], 2.5)
                 .with(vec![], 3.0),
+            Family::new("node_cpu_usage_seconds_total", "[STABLE] c", Kind::Counter).with_at(
+                vec![],
+                1.5,
+                1700000000123,
+            ),
             Family::new("kubelet_node_name", "[ALPHA] The node's name. The count is always 1.", Kind::Gauge)
                 .with(vec![("node", "n1".into())], 1.0),
             Family::new("empty_total", "nothing yet", Kind::Counter),
@@ -120,6 +135,9 @@ mod tests {
             "# HELP kubelet_node_name [ALPHA] The node's name. The count is always 1.\n\
              # TYPE kubelet_node_name gauge\n\
              kubelet_node_name{node=\"n1\"} 1\n\
+             # HELP node_cpu_usage_seconds_total [STABLE] c\n\
+             # TYPE node_cpu_usage_seconds_total counter\n\
+             node_cpu_usage_seconds_total 1.5 1700000000123\n\
              # HELP x_total a \\\\ b\\nc\n\
              # TYPE x_total counter\n\
              x_total 3\n\

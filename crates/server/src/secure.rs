@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{Request, State};
+use axum::extract::{RawQuery, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -203,6 +203,8 @@ fn common_routes() -> Router<Arc<AppState>> {
         .route("/pods", get(pods))
         .route("/metrics", get(|s| metrics(s, MetricsSet::Kubelet)))
         .route("/metrics/probes", get(|s| metrics(s, MetricsSet::Probes)))
+        .route("/metrics/resource", get(|s| metrics(s, MetricsSet::Resource)))
+        .route("/stats/summary", get(stats_summary).post(stats_summary))
 }
 
 /// The debugging paths answering 405, as upstream's `InstallDebuggingDisabledHandlers`.
@@ -322,6 +324,18 @@ async fn pods(State(s): State<Arc<AppState>>) -> Response {
 async fn metrics(State(s): State<Arc<AppState>>, set: MetricsSet) -> Response {
     let body = crate::metrics::render(&s.host.metrics(set).await);
     (StatusCode::OK, [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], body).into_response()
+}
+
+/// Upstream's stats handler: `only_cpu_and_memory` must be exactly one `true`; an error is a
+/// 500 `Internal Error: …`.
+async fn stats_summary(State(s): State<Arc<AppState>>, RawQuery(query): RawQuery) -> Response {
+    let pairs: Vec<(String, String)> =
+        serde_urlencoded::from_str(query.as_deref().unwrap_or_default()).unwrap_or_default();
+    let values: Vec<&str> = pairs.iter().filter(|(k, _)| k == "only_cpu_and_memory").map(|(_, v)| v.as_str()).collect();
+    match s.host.summary(values == ["true"]).await {
+        Ok(body) => (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body).into_response(),
+        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("Internal Error: {e}")),
+    }
 }
 
 async fn configz(State(s): State<Arc<AppState>>) -> Response {

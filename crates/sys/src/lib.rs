@@ -12,6 +12,7 @@ pub mod mount;
 pub mod node_info;
 pub mod path;
 pub mod process;
+pub mod stats;
 
 pub use error::{Error, Result, WrappedIoError};
 pub use fs::{

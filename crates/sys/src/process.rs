@@ -33,11 +33,6 @@ pub fn parse_max_fds(limits: &str) -> Option<u64> {
     line["Max open files".len()..].split_whitespace().next()?.parse().ok()
 }
 
-fn boot_time() -> Option<u64> {
-    let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    stat.lines().find_map(|l| l.strip_prefix("btime ")).and_then(|v| v.trim().parse().ok())
-}
-
 /// This process's figures; zeros where `/proc` does not answer.
 pub fn proc_self_stat() -> ProcStat {
     use nix::unistd::{SysconfVar, sysconf};
@@ -45,7 +40,7 @@ pub fn proc_self_stat() -> ProcStat {
     let page = sysconf(SysconfVar::PAGE_SIZE).ok().flatten().map_or(4096, |v| v as u64);
     let mut s = std::fs::read_to_string("/proc/self/stat")
         .ok()
-        .and_then(|st| parse_stat(&st, ticks, page, boot_time().unwrap_or(0)))
+        .and_then(|st| parse_stat(&st, ticks, page, crate::stats::boot_time().unwrap_or(0)))
         .unwrap_or_default();
     s.open_fds = std::fs::read_dir("/proc/self/fd").map(|d| d.count() as u64).unwrap_or(0);
     s.max_fds = std::fs::read_to_string("/proc/self/limits").ok().and_then(|l| parse_max_fds(&l)).unwrap_or(0);

@@ -1,0 +1,176 @@
+//! End-to-end: `/stats/summary` and `/metrics/resource` on a standalone agent (anonymous with
+//! AlwaysAllow) over the real containerd, checked field by field: the node's CPU, memory,
+//! filesystems, network and rlimit; a pod's containers with CPU, working set, writable layer
+//! and logs, its emptyDir volume and ephemeral storage; the CPU rate between two reads;
+//! `only_cpu_and_memory`; and the resource metrics' names, labels and timestamps, which
+//! promtool (when installed) must accept along with `/metrics`.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::Value;
+use testkit::https::request;
+use testkit::{Agent, AgentOptions, NodeEnv, wait_for};
+
+mod common;
+
+use common::{BIN, OPEN_API_CONFIG};
+
+fn manifest(image: &str) -> String {
+    format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: busy
+spec:
+  terminationGracePeriodSeconds: 2
+  volumes:
+  - name: scratch
+    emptyDir: {{}}
+  containers:
+  - name: app
+    image: {image}
+    volumeMounts:
+    - name: scratch
+      mountPath: /scratch
+    command: ["sh", "-c", "head -c 300000 /dev/zero > /scratch/blob; i=0; while true; do i=$((i+1)); echo line$i; done | head -n 20000; trap 'exit 0' TERM; while true; do :; done"]
+"#
+    )
+}
+
+async fn get_json(a: &Agent, path: &str) -> Value {
+    let (code, body) = request(a.port, "GET", path, &[], None).await.unwrap();
+    assert_eq!(code, 200, "{path}: {body}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"))
+}
+
+fn u64_at(v: &Value, pointer: &str) -> u64 {
+    v.pointer(pointer).and_then(Value::as_u64).unwrap_or_else(|| panic!("no number at {pointer} in {v}"))
+}
+
+/// `promtool check metrics` on `body` when promtool is installed (scripts/node-env installs it).
+fn promtool_accepts(body: &str) {
+    use std::io::Write;
+    let Ok(mut child) = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+    else {
+        eprintln!("promtool not installed: exposition not checked by it");
+        return;
+    };
+    child.stdin.take().unwrap().write_all(body.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "promtool: {report}\n{body}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn summary_and_resource_metrics_report_the_node_and_its_pods() {
+    let Some(env) = NodeEnv::require() else { return };
+    let a = Agent::start(
+        Path::new(BIN),
+        &env,
+        "kstats",
+        AgentOptions { config_yaml: Some(OPEN_API_CONFIG.into()), ..Default::default() },
+    );
+    a.write_manifest("busy.yaml", &manifest(&env.test_image));
+    let name = a.pod_name("busy");
+    let pod_of =
+        |s: &Value| s["pods"].as_array().and_then(|p| p.iter().find(|p| p["podRef"]["name"] == name.as_str())).cloned();
+    // The pod is in the summary once its container runs and has written its blob and logs.
+    let summary = wait_for("the pod's stats with its blob and logs", Duration::from_secs(90), || async {
+        let (code, body) = request(a.port, "GET", "/stats/summary", &[], None).await?;
+        let s: Value = serde_json::from_str(&body).map_err(|e| format!("{code} {e}: {body}\n{}", a.log()))?;
+        let pod = pod_of(&s).ok_or_else(|| format!("no pod yet: {body}"))?;
+        let logs = pod.pointer("/containers/0/logs/usedBytes").and_then(Value::as_u64).unwrap_or(0);
+        let blob = pod.pointer("/volume/0/usedBytes").and_then(Value::as_u64).unwrap_or(0);
+        if logs >= 100_000 && blob >= 300_000 { Ok(s) } else { Err(format!("logs {logs}, volume {blob}")) }
+    })
+    .await;
+
+    let node = &summary["node"];
+    assert_eq!(node["nodeName"], a.node.as_str());
+    let (_, raw) = request(a.port, "GET", "/stats/summary", &[], None).await.unwrap();
+    assert!(raw.starts_with("{\n \"node\": {\n  \"nodeName\": "), "upstream's field order and indent: {raw}");
+    assert!(node["startTime"].as_str().unwrap().ends_with('Z'));
+    assert!(u64_at(node, "/cpu/usageCoreNanoSeconds") > 0);
+    let working_set = u64_at(node, "/memory/workingSetBytes");
+    assert!(working_set > 0 && working_set <= u64_at(node, "/memory/usageBytes"), "{node}");
+    assert!(u64_at(node, "/memory/availableBytes") > 0);
+    assert!(u64_at(node, "/fs/capacityBytes") >= u64_at(node, "/fs/availableBytes"));
+    assert!(u64_at(node, "/fs/inodes") > 0);
+    assert!(u64_at(node, "/runtime/imageFs/usedBytes") > 0, "containerd reports its images: {node}");
+    assert!(u64_at(node, "/runtime/imageFs/capacityBytes") > 0);
+    assert_eq!(node["runtime"]["imageFs"], node["runtime"]["containerFs"]);
+    assert!(u64_at(node, "/rlimit/maxpid") > 0 && u64_at(node, "/rlimit/curproc") > 0);
+    assert!(node["network"]["interfaces"].as_array().is_some_and(|i| !i.is_empty()), "{node}");
+
+    let pod = pod_of(&summary).unwrap();
+    assert_eq!(pod["podRef"]["namespace"], "default");
+    assert_eq!(pod["podRef"]["uid"].as_str().map(str::len), Some(32), "a static pod's hashed UID");
+    let containers = pod["containers"].as_array().unwrap();
+    assert_eq!(containers.len(), 1);
+    let app = &containers[0];
+    assert_eq!(app["name"], "app");
+    assert!(u64_at(app, "/cpu/usageCoreNanoSeconds") > 0);
+    assert!(u64_at(app, "/memory/workingSetBytes") > 0);
+    assert!(app["memory"].get("availableBytes").is_none(), "no memory limit: {app}");
+    assert!(app["rootfs"]["usedBytes"].is_u64() && u64_at(app, "/rootfs/capacityBytes") > 0, "{app}");
+    let logs = u64_at(app, "/logs/usedBytes");
+    assert_eq!(pod["volume"][0]["name"], "scratch");
+    let volume = u64_at(&pod, "/volume/0/usedBytes");
+    assert!(u64_at(&pod, "/ephemeral-storage/usedBytes") >= logs + volume, "{pod}");
+    assert_eq!(u64_at(&pod, "/cpu/usageCoreNanoSeconds"), u64_at(app, "/cpu/usageCoreNanoSeconds"));
+
+    // A later read has a rate: the busy loop uses most of a core.
+    let later = wait_for("a CPU rate for the container", Duration::from_secs(30), || async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let s = get_json(&a, "/stats/summary?only_cpu_and_memory=true").await;
+        let pod = pod_of(&s).ok_or("pod gone")?;
+        match pod.pointer("/containers/0/cpu/usageNanoCores").and_then(Value::as_u64) {
+            Some(n) => Ok((s, n)),
+            None => Err(format!("no rate yet: {pod}")),
+        }
+    })
+    .await;
+    assert!(later.1 > 100_000_000, "a spinning shell uses more than 0.1 core: {}", later.1);
+    assert!(later.0["node"].get("fs").is_none() && later.0["node"].get("runtime").is_none(), "only CPU and memory");
+    assert!(pod_of(&later.0).unwrap()["containers"][0].get("logs").is_none());
+    let (code, _) = request(a.port, "POST", "/stats/summary", &[], None).await.unwrap();
+    assert_eq!(code, 200, "POST as upstream");
+
+    // /metrics/resource: the figures metrics-server reads, with millisecond timestamps.
+    let (code, body) = request(a.port, "GET", "/metrics/resource", &[], None).await.unwrap();
+    assert_eq!(code, 200);
+    let series =
+        format!("container_cpu_usage_seconds_total{{container=\"app\",namespace=\"default\",pod=\"{name}\"}} ");
+    let line = body.lines().find(|l| l.starts_with(&series)).unwrap_or_else(|| panic!("{series} missing:\n{body}"));
+    let fields: Vec<&str> = line[series.len()..].split(' ').collect();
+    assert_eq!(fields.len(), 2, "value and timestamp: {line}");
+    assert!(fields[0].parse::<f64>().unwrap() > 0.0);
+    let ts: i64 = fields[1].parse().unwrap();
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    assert!((now_ms - ts).abs() < 120_000, "timestamp {ts} vs now {now_ms}");
+    for family in [
+        "# TYPE node_cpu_usage_seconds_total counter",
+        "# TYPE node_memory_working_set_bytes gauge",
+        "# TYPE container_start_time_seconds gauge",
+        "# TYPE container_memory_working_set_bytes gauge",
+        "# TYPE pod_cpu_usage_seconds_total counter",
+        "# TYPE pod_memory_working_set_bytes gauge",
+        "# HELP resource_scrape_error [STABLE] 1 if there was an error while getting container metrics, 0 otherwise",
+    ] {
+        assert!(body.contains(family), "{family} missing:\n{body}");
+    }
+    assert!(body.contains(&format!("pod_memory_working_set_bytes{{namespace=\"default\",pod=\"{name}\"}} ")), "{body}");
+    assert!(body.contains("\nresource_scrape_error 0\n"), "{body}");
+    promtool_accepts(&body);
+    let (_, kubelet_metrics) = request(a.port, "GET", "/metrics", &[], None).await.unwrap();
+    promtool_accepts(&kubelet_metrics);
+    a.cleanup().await;
+}
