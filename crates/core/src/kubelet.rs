@@ -18,6 +18,7 @@ use crate::admission::{self, Rejection};
 use crate::clock::Clock;
 use crate::container::{PodRuntimeStatus, SyncReasons};
 use crate::events::{EventRecorder, EventType};
+use crate::metrics::KubeletMetrics;
 use crate::pleg::PlegEvent;
 use crate::pod_dirs::PodDirs;
 use crate::pod_workers::{PodSyncer, PodWorkers, SyncOutcome};
@@ -80,6 +81,9 @@ pub struct Kubelet {
     /// Liveness/readiness/startup workers; their results live in `runtime.probe_results()`.
     pub probes: ProbeManager,
     reasons: Mutex<HashMap<String, SyncReasons>>,
+    metrics: Option<Arc<KubeletMetrics>>,
+    /// When each pod was first synced (for `kubelet_pod_start_duration_seconds`).
+    first_seen: Mutex<HashMap<String, Duration>>,
 }
 
 impl Kubelet {
@@ -101,7 +105,94 @@ impl Kubelet {
             recorder.clone(),
             clock.clone(),
         );
-        Self { runtime, cri, volumes, dirs, statuses, recorder, clock, host_ip, probes, reasons: Mutex::default() }
+        Self {
+            runtime,
+            cri,
+            volumes,
+            dirs,
+            statuses,
+            recorder,
+            clock,
+            host_ip,
+            probes,
+            reasons: Mutex::default(),
+            metrics: None,
+            first_seen: Mutex::default(),
+        }
+    }
+
+    /// Records pod start and pod sync durations in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<KubeletMetrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Upstream's `kubelet_pod_start_duration_seconds`: from the first sync to the first time
+    /// the pod is seen running (only for pods this kubelet saw pending).
+    fn observe_pod_start(&self, uid: &str) {
+        let seen = self.first_seen.lock().ok().and_then(|m| m.get(uid).copied());
+        if let (Some(m), Some(seen)) = (&self.metrics, seen) {
+            m.pod_start_duration.observe(&[], self.clock.now().saturating_sub(seen).as_secs_f64());
+        }
+    }
+
+    fn observe_sync(&self, operation: &str, started: std::time::Instant) {
+        if let Some(m) = &self.metrics {
+            m.pod_worker_duration.observe(&[operation], started.elapsed().as_secs_f64());
+        }
+    }
+
+    /// One sync of a pod (the body of `sync_pod`).
+    async fn sync_pod_once(&self, pod: &Pod, cancel: &CancellationToken) -> SyncOutcome {
+        let pod = Arc::new(pod.clone());
+        let uid = labels::uid_of(&pod).to_string();
+        let Some(rt) = self.runtime_status(&pod).await else {
+            return SyncOutcome { requeue_after: Some(RUNTIME_RETRY), terminal: false };
+        };
+        if is_terminal(self.update_status(&pod, &rt, false).as_deref()) {
+            return SyncOutcome { requeue_after: None, terminal: true };
+        }
+        let result = tokio::select! {
+            r = self.runtime.sync_pod(&pod, &rt) => r,
+            _ = cancel.cancelled() => return SyncOutcome::default(),
+        };
+        if let Ok(mut r) = self.reasons.lock() {
+            r.insert(uid.clone(), result.reasons.clone());
+        }
+        // Come back when the pod's activeDeadlineSeconds runs out.
+        let deadline = self.statuses.get(&uid).and_then(|s| active_deadline(&pod, &s, self.clock.now()));
+        let requeue_after = match (result.requeue_after, deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        // Learn what this sync did right away rather than at the next PLEG relist.
+        let phase = match self.runtime_status(&pod).await {
+            Some(rt) => self.update_status(&pod, &rt, result.init_failed),
+            None => None,
+        };
+        SyncOutcome { requeue_after, terminal: result.init_failed || is_terminal(phase.as_deref()) }
+    }
+
+    /// Kills the pod's containers and sandbox (the body of `sync_terminating_pod`).
+    async fn kill(&self, uid: &str, pod: Option<&Pod>, grace: Option<i64>) -> Result<(), String> {
+        // Containers stopped on purpose must not look like liveness failures.
+        self.probes.stop_liveness_and_startup(uid);
+        let rt = self.runtime.get_pod_status(uid).await.map_err(|e| e.to_string())?;
+        self.runtime.kill_pod(pod, &rt, grace).await;
+        let after = self.runtime.get_pod_status(uid).await.map_err(|e| e.to_string())?;
+        let still: Vec<&str> = after
+            .containers
+            .iter()
+            .filter(|c| c.state == crate::container::ContainerState::Running)
+            .map(|c| c.name.as_str())
+            .collect();
+        if !still.is_empty() {
+            return Err(format!("containers still running after kill: {still:?}"));
+        }
+        if let Some(pod) = pod {
+            self.update_status(&Arc::new(pod.clone()), &after, true);
+        }
+        Ok(())
     }
 
     /// The probe result counters behind `prober_probe_total`.
@@ -188,6 +279,10 @@ impl Kubelet {
             status.message = Some(DEADLINE_EXCEEDED_MESSAGE.into());
         }
         let phase = status.phase.clone();
+        let was = old.as_ref().and_then(|o| o.phase.as_deref());
+        if was == Some(crate::status::phases::PENDING) && phase.as_deref() == Some(crate::status::phases::RUNNING) {
+            self.observe_pod_start(uid);
+        }
         self.statuses.set(pod.clone(), status);
         // Readiness probes of containers that just started run now rather than a period later.
         let running: Vec<(String, String)> = rt
@@ -204,58 +299,33 @@ impl Kubelet {
 #[async_trait]
 impl PodSyncer for Kubelet {
     async fn sync_pod(&self, pod: &Pod, cancel: &CancellationToken) -> SyncOutcome {
-        let pod = Arc::new(pod.clone());
-        let uid = labels::uid_of(&pod).to_string();
-        let Some(rt) = self.runtime_status(&pod).await else {
-            return SyncOutcome { requeue_after: Some(RUNTIME_RETRY), terminal: false };
+        let started = std::time::Instant::now();
+        let uid = labels::uid_of(pod).to_string();
+        // The first sync of a pod creates it; later ones sync it.
+        let first = match self.first_seen.lock() {
+            Ok(mut m) => {
+                let absent = !m.contains_key(&uid);
+                m.entry(uid.clone()).or_insert_with(|| self.clock.now());
+                absent
+            }
+            Err(_) => false,
         };
-        if is_terminal(self.update_status(&pod, &rt, false).as_deref()) {
-            return SyncOutcome { requeue_after: None, terminal: true };
-        }
-        let result = tokio::select! {
-            r = self.runtime.sync_pod(&pod, &rt) => r,
-            _ = cancel.cancelled() => return SyncOutcome::default(),
-        };
-        if let Ok(mut r) = self.reasons.lock() {
-            r.insert(uid.clone(), result.reasons.clone());
-        }
-        // Come back when the pod's activeDeadlineSeconds runs out.
-        let deadline = self.statuses.get(&uid).and_then(|s| active_deadline(&pod, &s, self.clock.now()));
-        let requeue_after = match (result.requeue_after, deadline) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        // Learn what this sync did right away rather than at the next PLEG relist.
-        let phase = match self.runtime_status(&pod).await {
-            Some(rt) => self.update_status(&pod, &rt, result.init_failed),
-            None => None,
-        };
-        SyncOutcome { requeue_after, terminal: result.init_failed || is_terminal(phase.as_deref()) }
+        let outcome = self.sync_pod_once(pod, cancel).await;
+        self.observe_sync(if first { "create" } else { "sync" }, started);
+        outcome
     }
 
     async fn sync_terminating_pod(&self, uid: &str, pod: Option<&Pod>, grace: Option<i64>) -> Result<(), String> {
-        // Containers stopped on purpose must not look like liveness failures.
-        self.probes.stop_liveness_and_startup(uid);
-        let rt = self.runtime.get_pod_status(uid).await.map_err(|e| e.to_string())?;
-        self.runtime.kill_pod(pod, &rt, grace).await;
-        let after = self.runtime.get_pod_status(uid).await.map_err(|e| e.to_string())?;
-        let still: Vec<&str> = after
-            .containers
-            .iter()
-            .filter(|c| c.state == crate::container::ContainerState::Running)
-            .map(|c| c.name.as_str())
-            .collect();
-        if !still.is_empty() {
-            return Err(format!("containers still running after kill: {still:?}"));
-        }
-        if let Some(pod) = pod {
-            self.update_status(&Arc::new(pod.clone()), &after, true);
-        }
-        Ok(())
+        let started = std::time::Instant::now();
+        let result = self.kill(uid, pod, grace).await;
+        self.observe_sync("kill", started);
+        result
     }
-
     async fn sync_terminated_pod(&self, uid: &str, pod: Option<&Pod>, removed: bool) -> Result<(), String> {
         if removed {
+            if let Ok(mut m) = self.first_seen.lock() {
+                m.remove(uid);
+            }
             self.probes.remove_pod(uid);
         }
         if !removed {

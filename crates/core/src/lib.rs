@@ -9,6 +9,7 @@ pub mod events;
 pub mod httpget;
 pub mod kubelet;
 pub mod logs;
+pub mod metrics;
 pub mod mirror;
 pub mod pleg;
 pub mod pod_dirs;

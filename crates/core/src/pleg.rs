@@ -9,6 +9,8 @@ use std::time::Duration;
 use cri::{RuntimeService, api};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
+
+use crate::metrics::KubeletMetrics;
 use tokio_util::sync::CancellationToken;
 
 use crate::runtime::labels;
@@ -62,11 +64,26 @@ pub struct Pleg {
     period: Duration,
     previous: HashMap<String, (String, Seen)>,
     health: PlegHealth,
+    metrics: Option<Arc<KubeletMetrics>>,
+    last_relist: Option<Instant>,
 }
 
 impl Pleg {
     pub fn new(runtime: Arc<dyn RuntimeService>, period: Duration) -> Self {
-        Self { runtime, period, previous: HashMap::new(), health: PlegHealth(Arc::new(Mutex::new(None))) }
+        Self {
+            runtime,
+            period,
+            previous: HashMap::new(),
+            health: PlegHealth(Arc::new(Mutex::new(None))),
+            metrics: None,
+            last_relist: None,
+        }
+    }
+
+    /// Records relist durations and intervals, and the running pods and containers seen.
+    pub fn with_metrics(mut self, metrics: Arc<KubeletMetrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     pub fn health(&self) -> PlegHealth {
@@ -106,8 +123,16 @@ impl Pleg {
 
     /// One relist: the events since the previous one.
     pub async fn relist(&mut self) -> cri::Result<Vec<PlegEvent>> {
+        let started = Instant::now();
+        if let (Some(m), Some(last)) = (&self.metrics, self.last_relist) {
+            m.pleg_relist_interval.observe(&[], started.duration_since(last).as_secs_f64());
+        }
+        self.last_relist = Some(started);
         let sandboxes = self.runtime.list_pod_sandbox(None).await?;
         let containers = self.runtime.list_containers(None).await?;
+        if let Some(m) = &self.metrics {
+            running_metrics(m, &sandboxes, &containers);
+        }
         let mut current: HashMap<String, (String, Seen)> = HashMap::with_capacity(sandboxes.len() + containers.len());
         for s in sandboxes {
             if let Some(uid) = s.labels.get(labels::POD_UID) {
@@ -145,8 +170,33 @@ impl Pleg {
             }
         }
         self.previous = current;
+        if let Some(m) = &self.metrics {
+            m.pleg_relist_duration.observe(&[], started.elapsed().as_secs_f64());
+        }
         Ok(events)
     }
+}
+
+/// `kubelet_running_pods` (pods with a ready sandbox) and `kubelet_running_containers` by state,
+/// as upstream's relist sets them.
+fn running_metrics(m: &KubeletMetrics, sandboxes: &[api::PodSandbox], containers: &[api::Container]) {
+    let ready: std::collections::HashSet<&str> = sandboxes
+        .iter()
+        .filter(|s| s.state == api::PodSandboxState::SandboxReady as i32)
+        .filter_map(|s| s.labels.get(labels::POD_UID).map(String::as_str))
+        .collect();
+    m.running_pods.set(&[], ready.len() as f64);
+    let mut by_state: std::collections::BTreeMap<Vec<String>, f64> = std::collections::BTreeMap::new();
+    for c in containers.iter().filter(|c| c.labels.contains_key(labels::POD_UID)) {
+        let state = match api::ContainerState::try_from(c.state) {
+            Ok(api::ContainerState::ContainerCreated) => "created",
+            Ok(api::ContainerState::ContainerRunning) => "running",
+            Ok(api::ContainerState::ContainerExited) => "exited",
+            _ => "unknown",
+        };
+        *by_state.entry(vec![state.to_owned()]).or_default() += 1.0;
+    }
+    m.running_containers.set_all(&by_state);
 }
 
 #[cfg(test)]
@@ -157,7 +207,8 @@ mod tests {
     #[tokio::test]
     async fn relist_reports_start_death_and_removal() {
         let fake = Arc::new(FakeRuntime::default());
-        let mut pleg = Pleg::new(fake.clone(), Duration::from_secs(1));
+        let metrics = KubeletMetrics::new();
+        let mut pleg = Pleg::new(fake.clone(), Duration::from_secs(1)).with_metrics(metrics.clone());
         assert!(pleg.relist().await.expect("relist").is_empty());
         let sb_config = api::PodSandboxConfig {
             metadata: Some(api::PodSandboxMetadata {
@@ -191,8 +242,21 @@ mod tests {
                 ("u1".to_string(), PlegEventType::SandboxChanged)
             ]
         );
+        let gauge = |m: &crate::metrics::Metric| m.snapshot().series;
+        use crate::metrics::Value::Counter as V;
+        assert_eq!(gauge(&metrics.running_pods), [(vec![], V(1.0))]);
+        assert_eq!(gauge(&metrics.running_containers), [(vec!["running".to_string()], V(1.0))]);
         fake.exit_container(&id, 1);
         assert_eq!(kinds(pleg.relist().await.expect("relist")), vec![("u1".to_string(), PlegEventType::ContainerDied)]);
+        assert_eq!(
+            gauge(&metrics.running_containers),
+            [(vec!["exited".to_string()], V(1.0)), (vec!["running".to_string()], V(0.0))]
+        );
+        let count = |m: &crate::metrics::Metric| match &m.snapshot().series[0].1 {
+            crate::metrics::Value::Histogram { count, .. } => *count,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!((count(&metrics.pleg_relist_duration), count(&metrics.pleg_relist_interval)), (3, 2));
         assert!(pleg.relist().await.expect("relist").is_empty(), "no change, no event");
         fake.remove_container(&id).await.expect("remove");
         assert_eq!(

@@ -11,5 +11,5 @@ pub use error::{Error, Result};
 #[cfg(any(test, feature = "test-util"))]
 pub use fake::FakeRuntime;
 pub use k8s_cri::v1 as api;
-pub use remote::RemoteRuntime;
+pub use remote::{CallObserver, RemoteRuntime};
 pub use service::{ImageService, RuntimeService};

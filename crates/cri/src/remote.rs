@@ -15,6 +15,7 @@
 use std::error::Error as StdError;
 use std::future::Future;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -42,6 +43,13 @@ pub struct RemoteRuntime {
     timeout: Duration,
     runtime: RuntimeServiceClient<Channel>,
     image: ImageServiceClient<Channel>,
+    observer: Option<Arc<dyn CallObserver>>,
+}
+
+/// Told of every CRI call as it ends: the method (`RunPodSandbox`), how long it took, and
+/// whether it failed (upstream's instrumented runtime service feeds its metrics this way).
+pub trait CallObserver: std::fmt::Debug + Send + Sync + 'static {
+    fn observe(&self, method: &'static str, took: Duration, failed: bool);
 }
 
 impl RemoteRuntime {
@@ -64,7 +72,14 @@ impl RemoteRuntime {
             image: ImageServiceClient::new(channel)
                 .max_decoding_message_size(MAX_MESSAGE_SIZE)
                 .max_encoding_message_size(MAX_MESSAGE_SIZE),
+            observer: None,
         })
+    }
+
+    /// Reports every call to `observer`.
+    pub fn with_observer(mut self, observer: Arc<dyn CallObserver>) -> Self {
+        self.observer = Some(observer);
+        self
     }
 
     /// The endpoint as given to `connect`.
@@ -105,7 +120,8 @@ impl RemoteRuntime {
     {
         let mut req = tonic::Request::new(msg);
         req.set_timeout(timeout);
-        match tokio::time::timeout(timeout, call(req)).await {
+        let started = std::time::Instant::now();
+        let result = match tokio::time::timeout(timeout, call(req)).await {
             Ok(Ok(resp)) => Ok(resp.into_inner()),
             Ok(Err(status)) => {
                 let err = map_status(&self.endpoint, op, what, timeout, &status);
@@ -113,7 +129,11 @@ impl RemoteRuntime {
                 Err(err)
             }
             Err(_) => Err(Error::Timeout { op, after: timeout }),
+        };
+        if let Some(o) = &self.observer {
+            o.observe(op, started.elapsed(), result.is_err());
         }
+        result
     }
 }
 

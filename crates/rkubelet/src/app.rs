@@ -141,15 +141,17 @@ pub async fn run(cfg: KubeletConfiguration) -> anyhow::Result<()> {
     std::fs::create_dir_all(&root_dir).with_context(|| format!("creating root dir {}", root_dir.display()))?;
     tracing::info!(node = %node, root_dir = %root_dir.display(), "starting rkubelet {}", env!("CARGO_PKG_VERSION"));
 
+    let metrics = core_kubelet::metrics::KubeletMetrics::new();
     let remote = Arc::new(
         RemoteRuntime::connect(&cfg.container_runtime_endpoint, cfg.runtime_request_timeout)
-            .with_context(|| format!("container runtime endpoint {}", cfg.container_runtime_endpoint))?,
+            .with_context(|| format!("container runtime endpoint {}", cfg.container_runtime_endpoint))?
+            .with_observer(metrics.clone()),
     );
     let cri: Arc<dyn RuntimeService> = remote.clone();
 
     let statuses = StatusManager::default();
     let sync_health = SyncLoopHealth::new(cfg.sync_frequency);
-    let pleg = Pleg::new(cri.clone(), Duration::from_secs(1));
+    let pleg = Pleg::new(cri.clone(), Duration::from_secs(1)).with_metrics(metrics.clone());
     let statuses_for_api = statuses.clone();
     let memory_capacity = sys::node_info::machine_info().map(|m| m.memory_bytes).unwrap_or(0);
     let stats = Arc::new(core_kubelet::stats::StatsProvider::new(
@@ -171,6 +173,7 @@ pub async fn run(cfg: KubeletConfiguration) -> anyhow::Result<()> {
         statuses: statuses.clone(),
         cri: cri.clone(),
         stats,
+        metrics: metrics.clone(),
     });
     if cfg.healthz_port > 0 {
         let addr: SocketAddr = format!("{}:{}", cfg.healthz_bind_address, cfg.healthz_port)
@@ -244,18 +247,13 @@ pub async fn run(cfg: KubeletConfiguration) -> anyhow::Result<()> {
             recorder.clone(),
             clock.clone(),
         )
-        .with_probe_results(probe_results),
+        .with_probe_results(probe_results)
+        .with_metrics(metrics.clone()),
     );
-    let kubelet = Arc::new(Kubelet::new(
-        runtime,
-        cri.clone(),
-        volumes,
-        dirs,
-        statuses,
-        recorder,
-        clock,
-        node_ips.first().cloned(),
-    ));
+    let kubelet = Arc::new(
+        Kubelet::new(runtime, cri.clone(), volumes, dirs, statuses, recorder, clock, node_ips.first().cloned())
+            .with_metrics(metrics.clone()),
+    );
     let _ = host.probe_counters.set(kubelet.probe_counters());
     let workers = PodWorkers::new(kubelet.clone(), cfg.sync_frequency, shutdown.clone());
 

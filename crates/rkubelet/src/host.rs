@@ -28,6 +28,7 @@ pub struct NodeHost {
     /// Set once the kubelet (and its prober) exists.
     pub probe_counters: std::sync::OnceLock<Arc<ProbeCounters>>,
     pub stats: Arc<core_kubelet::stats::StatsProvider>,
+    pub metrics: Arc<core_kubelet::metrics::KubeletMetrics>,
 }
 
 impl server::Host for NodeHost {
@@ -192,7 +193,7 @@ impl server::ApiHost for NodeHost {
                     Family::new("kubelet_node_name", "[ALPHA] The node's name. The count is always 1.", Kind::Gauge)
                         .with(vec![("node", self.node.clone())], 1.0),
                 ];
-                fams.extend(self.runtime_families().await);
+                fams.extend(self.metrics.snapshot().into_iter().map(family_of));
                 fams.extend(process_families(&sys::proc_self_stat()));
                 fams
             }
@@ -218,6 +219,26 @@ impl server::ApiHost for NodeHost {
         out.extend_from_slice(&r.stderr);
         Ok(out)
     }
+}
+
+/// A family of the kubelet's own metrics, labels in client_golang's (sorted) order.
+fn family_of(s: core_kubelet::metrics::Snapshot) -> Family {
+    use core_kubelet::metrics::Value;
+    let kind = match s.kind {
+        core_kubelet::metrics::Kind::Counter => Kind::Counter,
+        core_kubelet::metrics::Kind::Gauge => Kind::Gauge,
+        core_kubelet::metrics::Kind::Histogram => Kind::Histogram,
+    };
+    let mut f = Family::new(s.name, s.help, kind);
+    for (values, value) in s.series {
+        let mut labels: Vec<(&'static str, String)> = s.label_names.iter().copied().zip(values).collect();
+        labels.sort();
+        f = match value {
+            Value::Counter(v) => f.with(labels, v),
+            Value::Histogram { buckets, sum, count } => f.with_histogram(labels, &buckets, sum, count),
+        };
+    }
+    f
 }
 
 /// Upstream's `/metrics/resource` collector over a CPU-and-memory summary: node, container and
@@ -318,40 +339,6 @@ fn container_not_found(t: &ContainerTarget) -> HostError {
 }
 
 impl NodeHost {
-    /// `kubelet_running_pods` (pods with a ready sandbox) and `kubelet_running_containers` by
-    /// state, from the runtime; nothing when it does not answer.
-    async fn runtime_families(&self) -> Vec<Family> {
-        let (Ok(sandboxes), Ok(containers)) =
-            (self.cri.list_pod_sandbox(None).await, self.cri.list_containers(None).await)
-        else {
-            return Vec::new();
-        };
-        let ready = sandboxes.iter().filter(|s| s.state == cri_api::PodSandboxState::SandboxReady as i32);
-        let pods: std::collections::HashSet<&str> =
-            ready.filter_map(|s| s.labels.get(labels::POD_UID).map(String::as_str)).collect();
-        let mut by_state: BTreeMap<&'static str, u64> =
-            ["created", "exited", "running", "unknown"].into_iter().map(|s| (s, 0)).collect();
-        for c in &containers {
-            let state = match cri_api::ContainerState::try_from(c.state) {
-                Ok(cri_api::ContainerState::ContainerCreated) => "created",
-                Ok(cri_api::ContainerState::ContainerRunning) => "running",
-                Ok(cri_api::ContainerState::ContainerExited) => "exited",
-                _ => "unknown",
-            };
-            *by_state.entry(state).or_default() += 1;
-        }
-        let mut running =
-            Family::new("kubelet_running_containers", "[ALPHA] Number of containers currently running", Kind::Gauge);
-        for (state, n) in by_state {
-            running = running.with(vec![("container_state", state.to_string())], n as f64);
-        }
-        vec![
-            Family::new("kubelet_running_pods", "[ALPHA] Number of pods that have a running pod sandbox", Kind::Gauge)
-                .with(vec![], pods.len() as f64),
-            running,
-        ]
-    }
-
     /// The id of the named container running in the pod (upstream `findContainer` over the
     /// runtime's running pods: by UID when given, else by namespace and name); None when it is
     /// not running.

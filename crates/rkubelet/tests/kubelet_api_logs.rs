@@ -100,11 +100,13 @@ fn check_exposition(body: &str) {
             let mut it = rest.split(' ');
             let name = it.next().unwrap().to_string();
             assert!(helped.contains(&name), "TYPE before HELP: {line}");
-            assert!(matches!(it.next(), Some("counter" | "gauge")), "{line}");
+            assert!(matches!(it.next(), Some("counter" | "gauge" | "histogram")), "{line}");
             typed.insert(name);
         } else {
             let name = line.split(['{', ' ']).next().unwrap();
-            assert!(typed.contains(name), "a sample without TYPE: {line}");
+            let base =
+                ["_bucket", "_sum", "_count"].iter().find_map(|s| name.strip_suffix(s)).filter(|b| typed.contains(*b));
+            assert!(typed.contains(name) || base.is_some(), "a sample without TYPE: {line}");
             let value = line.rsplit(' ').next().unwrap();
             assert!(value.parse::<f64>().is_ok(), "not a number: {line}");
         }

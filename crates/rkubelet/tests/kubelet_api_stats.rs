@@ -170,7 +170,33 @@ async fn summary_and_resource_metrics_report_the_node_and_its_pods() {
     assert!(body.contains(&format!("pod_memory_working_set_bytes{{namespace=\"default\",pod=\"{name}\"}} ")), "{body}");
     assert!(body.contains("\nresource_scrape_error 0\n"), "{body}");
     promtool_accepts(&body);
-    let (_, kubelet_metrics) = request(a.port, "GET", "/metrics", &[], None).await.unwrap();
+    // The PLEG's next relist (every second) counts the running pod.
+    let kubelet_metrics = wait_for("kubelet_running_pods counted by the PLEG", Duration::from_secs(10), || async {
+        let (_, body) = request(a.port, "GET", "/metrics", &[], None).await?;
+        if body.contains("\nkubelet_running_pods 0\n") { Err(body) } else { Ok(body) }
+    })
+    .await;
     promtool_accepts(&kubelet_metrics);
+    // The kubelet's own metrics, counted as it worked: the pod's sandbox and container started,
+    // its start observed, CRI calls by operation, PLEG relists.
+    let value = |series: &str| -> f64 {
+        kubelet_metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|v| v.strip_prefix(' ')))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{series} missing:\n{kubelet_metrics}"))
+    };
+    assert!(value("kubelet_started_pods_total") >= 1.0);
+    assert!(value("kubelet_started_containers_total{container_type=\"container\"}") >= 1.0);
+    assert!(value("kubelet_pod_start_duration_seconds_count") >= 1.0);
+    assert!(value("kubelet_pod_worker_duration_seconds_count{operation_type=\"create\"}") >= 1.0);
+    assert!(value("kubelet_runtime_operations_total{operation_type=\"run_podsandbox\"}") >= 1.0);
+    assert!(
+        value("kubelet_runtime_operations_duration_seconds_bucket{operation_type=\"list_podsandbox\",le=\"+Inf\"}")
+            >= 1.0
+    );
+    assert!(value("kubelet_pleg_relist_duration_seconds_count") >= 1.0);
+    assert!(value("kubelet_running_containers{container_state=\"running\"}") >= 1.0);
+    assert!(value("kubelet_running_pods") >= 1.0);
     a.cleanup().await;
 }

@@ -8,6 +8,7 @@ use std::fmt::Write;
 pub enum Kind {
     Counter,
     Gauge,
+    Histogram,
 }
 
 /// One metric family: upstream's name and help text (with its stability prefix, e.g.
@@ -27,6 +28,9 @@ pub struct Sample {
     pub labels: Vec<(&'static str, String)>,
     pub value: f64,
     pub timestamp_ms: Option<i64>,
+    /// A histogram's series: `_bucket` (with `le`), `_sum` or `_count`; empty otherwise.
+    pub suffix: &'static str,
+    pub le: Option<f64>,
 }
 
 impl Family {
@@ -35,12 +39,30 @@ impl Family {
     }
     /// Adds a sample; returns self for chaining.
     pub fn with(mut self, labels: Vec<(&'static str, String)>, value: f64) -> Self {
-        self.samples.push(Sample { labels, value, timestamp_ms: None });
+        self.samples.push(Sample { labels, value, timestamp_ms: None, suffix: "", le: None });
+        self
+    }
+    /// Adds a histogram's series: cumulative `buckets` (upper bound, count), then `+Inf`,
+    /// `_sum` and `_count`.
+    pub fn with_histogram(
+        mut self,
+        labels: Vec<(&'static str, String)>,
+        buckets: &[(f64, u64)],
+        sum: f64,
+        count: u64,
+    ) -> Self {
+        let sample = |suffix, value, le| Sample { labels: labels.clone(), value, timestamp_ms: None, suffix, le };
+        for (upper, n) in buckets {
+            self.samples.push(sample("_bucket", *n as f64, Some(*upper)));
+        }
+        self.samples.push(sample("_bucket", count as f64, Some(f64::INFINITY)));
+        self.samples.push(sample("_sum", sum, None));
+        self.samples.push(sample("_count", count as f64, None));
         self
     }
     /// Adds a sample measured at `timestamp_ms`.
     pub fn with_at(mut self, labels: Vec<(&'static str, String)>, value: f64, timestamp_ms: i64) -> Self {
-        self.samples.push(Sample { labels, value, timestamp_ms: Some(timestamp_ms) });
+        self.samples.push(Sample { labels, value, timestamp_ms: Some(timestamp_ms), suffix: "", le: None });
         self
     }
 }
@@ -87,6 +109,7 @@ pub fn render(families: &[Family]) -> String {
         let kind = match f.kind {
             Kind::Counter => "counter",
             Kind::Gauge => "gauge",
+            Kind::Histogram => "histogram",
         };
         let _ = writeln!(out, "# HELP {} {}", f.name, escape_help(f.help));
         let _ = writeln!(out, "# TYPE {} {kind}", f.name);
@@ -94,9 +117,13 @@ pub fn render(families: &[Family]) -> String {
         samples.sort_by(|a, b| a.labels.cmp(&b.labels));
         for s in samples {
             out.push_str(f.name);
-            if !s.labels.is_empty() {
-                let labels: Vec<String> =
-                    s.labels.iter().map(|(k, v)| format!("{k}=\"{}\"", escape_label(v))).collect();
+            out.push_str(s.suffix);
+            let mut labels: Vec<String> =
+                s.labels.iter().map(|(k, v)| format!("{k}=\"{}\"", escape_label(v))).collect();
+            if let Some(le) = s.le {
+                labels.push(format!("le=\"{}\"", format_value(le)));
+            }
+            if !labels.is_empty() {
                 let _ = write!(out, "{{{}}}", labels.join(","));
             }
             let _ = match s.timestamp_ms {
@@ -144,6 +171,23 @@ mod tests {
              x_total{a=\"q\\\"uote\\\\\\n\",b=\"\"} 2.5\n"
         );
         assert_eq!(format_value(f64::INFINITY), "+Inf");
+        let h = Family::new("op_seconds", "[ALPHA] d", Kind::Histogram)
+            .with_histogram(vec![("operation_type", "b".into())], &[(0.5, 1), (1.0, 2)], 1.25, 3)
+            .with_histogram(vec![("operation_type", "a".into())], &[(0.5, 0), (1.0, 0)], 0.0, 0);
+        assert_eq!(
+            render(&[h]),
+            "# HELP op_seconds [ALPHA] d\n# TYPE op_seconds histogram\n\
+             op_seconds_bucket{operation_type=\"a\",le=\"0.5\"} 0\n\
+             op_seconds_bucket{operation_type=\"a\",le=\"1\"} 0\n\
+             op_seconds_bucket{operation_type=\"a\",le=\"+Inf\"} 0\n\
+             op_seconds_sum{operation_type=\"a\"} 0\n\
+             op_seconds_count{operation_type=\"a\"} 0\n\
+             op_seconds_bucket{operation_type=\"b\",le=\"0.5\"} 1\n\
+             op_seconds_bucket{operation_type=\"b\",le=\"1\"} 2\n\
+             op_seconds_bucket{operation_type=\"b\",le=\"+Inf\"} 3\n\
+             op_seconds_sum{operation_type=\"b\"} 1.25\n\
+             op_seconds_count{operation_type=\"b\"} 3\n"
+        );
         assert_eq!(format_value(0.25), "0.25");
         // Go's 'g' with the shortest digits, as client_golang writes values.
         assert_eq!(format_value(18571264.0), "1.8571264e+07");

@@ -15,6 +15,7 @@ use crate::container::{
     ContainerRuntimeStatus, ContainerState, PodRuntimeStatus, SandboxRuntimeStatus, SyncReasons, WaitingReason,
 };
 use crate::events::{EventRecorder, EventType, container_event, pod_event, pod_key};
+use crate::metrics::KubeletMetrics;
 use crate::pod_dirs::PodDirs;
 use crate::prober::{ProbeResults, ProbeType};
 use crate::runtime::actions::compute_pod_actions;
@@ -70,6 +71,7 @@ pub struct RuntimeManager {
     clock: Arc<dyn Clock>,
     crash_backoff: Mutex<Backoff>,
     probes: ProbeResults,
+    metrics: Option<Arc<KubeletMetrics>>,
 }
 
 /// Retry delay after a failure that has no backoff of its own (upstream's worker backoff).
@@ -95,7 +97,14 @@ impl RuntimeManager {
             clock,
             crash_backoff: Mutex::new(Backoff::crash_loop()),
             probes: ProbeResults::detached(),
+            metrics: None,
         }
+    }
+
+    /// Counts started pods and containers (and the failures) in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<KubeletMetrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Uses the prober's results (liveness/startup failures kill containers).
@@ -274,6 +283,9 @@ impl RuntimeManager {
         if let Err(e) = tokio::fs::create_dir_all(&log_dir).await {
             return Err(fail(format!("Failed to create pod log directory {}: {e}", log_dir.display())));
         }
+        if let Some(m) = &self.metrics {
+            m.started_pods.inc(&[]);
+        }
         let id = self
             .runtime
             .run_pod_sandbox(
@@ -281,7 +293,12 @@ impl RuntimeManager {
                 pod.spec.as_ref().and_then(|s| s.runtime_class_name.as_deref()).unwrap_or(""),
             )
             .await
-            .map_err(|e| fail(format!("Failed to create pod sandbox: {e}")))?;
+            .map_err(|e| {
+                if let Some(m) = &self.metrics {
+                    m.started_pods_errors.inc(&[]);
+                }
+                fail(format!("Failed to create pod sandbox: {e}"))
+            })?;
         tracing::info!(pod = %key, sandbox = %id, "created pod sandbox");
         let ips: Vec<String> = match self.runtime.pod_sandbox_status(&id).await {
             Ok(st) => st
@@ -352,15 +369,28 @@ impl RuntimeManager {
             b.next(&key, finished, now);
         }
         let restart_count = latest.map_or(0, |s| s.restart_count + 1);
+        // Upstream's started-containers counters: every start attempt past the backoff, and its
+        // failure by reason.
+        let container_type = container_type(pod, &c.name);
+        if let Some(m) = &self.metrics {
+            m.started_containers.inc(&[container_type]);
+        }
+        let start_failed = |code: &str| {
+            if let Some(m) = &self.metrics {
+                m.started_containers_errors.inc(&[code, container_type]);
+            }
+        };
 
         let image_ref = match self.images.ensure_image(pod, c, sandbox_config).await {
             Ok(r) => r,
             Err((reason, after)) => {
+                start_failed(&reason.reason);
                 result.wait(&c.name, reason, after.or(Some(FAILURE_REQUEUE)));
                 return;
             }
         };
         let config_error = |result: &mut SyncResult, reason: &str, message: String| {
+            start_failed(reason);
             self.recorder.record(container_event(
                 pod,
                 &c.name,
@@ -648,4 +678,16 @@ pub fn grace_period(pod: &Pod) -> i64 {
         .or(pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds))
         .unwrap_or(MINIMUM_GRACE_PERIOD_SECONDS)
         .max(0)
+}
+
+/// The `container_type` label of a container of the pod (upstream's metric labels).
+fn container_type(pod: &Pod, name: &str) -> &'static str {
+    let spec = pod.spec.as_ref();
+    if spec.and_then(|s| s.init_containers.as_ref()).is_some_and(|l| l.iter().any(|c| c.name == name)) {
+        "init_container"
+    } else if spec.and_then(|s| s.ephemeral_containers.as_ref()).is_some_and(|l| l.iter().any(|c| c.name == name)) {
+        "ephemeral_container"
+    } else {
+        "container"
+    }
 }

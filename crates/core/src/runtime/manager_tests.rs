@@ -407,3 +407,30 @@ async fn an_orphan_is_killed_from_its_labels_with_its_pre_stop_hook() {
     let killing = h.events.events().into_iter().rfind(|e| e.reason == "Killing").expect("Killing");
     assert_eq!((killing.object.as_str(), killing.message.as_str()), ("default/web-n1", "Stopping container app"));
 }
+
+#[tokio::test]
+async fn starts_and_their_failures_are_counted_as_upstream() {
+    use crate::metrics::{KubeletMetrics, Value};
+    let metrics = KubeletMetrics::new();
+    let mut h = harness();
+    h.manager = h.manager.with_metrics(metrics.clone());
+    let series = |m: &crate::metrics::Metric| m.snapshot().series;
+    let p = pod("Always", "busybox:1.36");
+    let rt = h.manager.get_pod_status("0123456789abcdef").await.expect("status");
+    h.manager.sync_pod(&p, &rt).await;
+    assert_eq!(series(&metrics.started_pods), [(vec![], Value::Counter(1.0))]);
+    assert_eq!(series(&metrics.started_containers), [(vec!["container".to_owned()], Value::Counter(1.0))]);
+    assert!(series(&metrics.started_containers_errors).is_empty());
+
+    // A pull failure is a start error with the waiting reason as its code.
+    h.fake.fail_pull("nope:1", "not found");
+    let mut bad = pod("Always", "nope:1");
+    bad.metadata.uid = Some("fedcba9876543210".into());
+    let rt = h.manager.get_pod_status("fedcba9876543210").await.expect("status");
+    h.manager.sync_pod(&bad, &rt).await;
+    assert_eq!(series(&metrics.started_pods), [(vec![], Value::Counter(2.0))]);
+    assert_eq!(
+        series(&metrics.started_containers_errors),
+        [(vec!["ErrImagePull".to_owned(), "container".to_owned()], Value::Counter(1.0))]
+    );
+}
