@@ -1,6 +1,7 @@
 //! The API client: a kube-rs client built from `--kubeconfig` with the kubelet's user agent and a
 //! client-side token bucket (`kubeAPIQPS`/`kubeAPIBurst`), as client-go's rate limiter.
 
+use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -19,17 +20,88 @@ pub fn user_agent() -> String {
 }
 
 /// Options of the client beyond the kubeconfig.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ClientOptions {
     /// Sustained requests per second; 0 disables the limiter (upstream: `kubeAPIQPS`, default 50).
     pub qps: f64,
     /// Bucket size (upstream: `kubeAPIBurst`, default 100).
     pub burst: u32,
+    /// Told of every request's answer (client-go's `rest_client_requests_total`).
+    pub observer: Option<Arc<dyn RequestObserver>>,
 }
 
 impl Default for ClientOptions {
     fn default() -> Self {
-        Self { qps: 50.0, burst: 100 }
+        Self { qps: 50.0, burst: 100, observer: None }
+    }
+}
+
+/// Told of each API request as its answer arrives: the method, the server's `host:port`, and
+/// the status code (`<error>` when no answer came), as client-go's request metrics see them.
+pub trait RequestObserver: std::fmt::Debug + Send + Sync + 'static {
+    fn observe(&self, method: &str, host: &str, code: &str);
+}
+
+/// `host:port` of the current context's server in a kubeconfig (empty when unreadable).
+fn server_host(path: &Path) -> String {
+    let Ok(kc) = Kubeconfig::read_from(path) else { return String::new() };
+    let context = kc.current_context.as_deref().and_then(|c| kc.contexts.iter().find(|n| n.name == c));
+    let cluster_name = context.and_then(|c| c.context.as_ref()).map(|c| c.cluster.clone());
+    let cluster = kc.clusters.iter().find(|c| Some(&c.name) == cluster_name.as_ref()).or(kc.clusters.first());
+    let server = cluster.and_then(|c| c.cluster.as_ref()).and_then(|c| c.server.clone()).unwrap_or_default();
+    server.parse::<http::Uri>().ok().and_then(|u| u.authority().map(|a| a.to_string())).unwrap_or_default()
+}
+
+/// Tower layer reporting each request's answer to a [`RequestObserver`].
+#[derive(Debug, Clone)]
+pub struct ObserveLayer {
+    observer: Option<Arc<dyn RequestObserver>>,
+    host: Arc<str>,
+}
+
+impl<S> Layer<S> for ObserveLayer {
+    type Service = Observe<S>;
+    fn layer(&self, inner: S) -> Observe<S> {
+        Observe { inner, layer: self.clone() }
+    }
+}
+
+/// The service made by [`ObserveLayer`].
+#[derive(Debug, Clone)]
+pub struct Observe<S> {
+    inner: S,
+    layer: ObserveLayer,
+}
+
+impl<S, B, R> Service<http::Request<B>> for Observe<S>
+where
+    S: Service<http::Request<B>, Response = http::Response<R>>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let method = req.method().to_string();
+        let host = req.uri().authority().map_or_else(|| self.layer.host.to_string(), |a| a.to_string());
+        let observer = self.layer.observer.clone();
+        let fut = self.inner.call(req);
+        Box::pin(async move {
+            let result = fut.await;
+            if let Some(o) = observer {
+                let code = match &result {
+                    Ok(resp) => resp.status().as_u16().to_string(),
+                    Err(_) => "<error>".to_owned(),
+                };
+                o.observe(&method, &host, &code);
+            }
+            result
+        })
     }
 }
 
@@ -48,7 +120,8 @@ pub enum ClientError {
 pub async fn from_kubeconfig(path: &Path, opts: ClientOptions) -> Result<kube::Client, ClientError> {
     let config = config(path).await?;
     let builder = ClientBuilder::try_from(config).map_err(|source| build_error(path, source))?;
-    Ok(builder.with_layer(&RateLimitLayer::new(opts)).build())
+    let observe = ObserveLayer { observer: opts.observer.clone(), host: server_host(path).into() };
+    Ok(builder.with_layer(&RateLimitLayer::new(&opts)).with_layer(&observe).build())
 }
 
 /// A client for a kubeconfig without the rate limit.
@@ -111,6 +184,7 @@ pub fn reloading<T: Send + Sync + 'static>(
     let default_ns = first.default_namespace().to_owned();
     let current = Arc::new(std::sync::RwLock::new((first, CancellationToken::new())));
     let service = Reloading { current: current.clone() };
+    let observe = ObserveLayer { observer: opts.observer.clone(), host: server_host(path).into() };
     let path = path.to_owned();
     changes.mark_unchanged();
     tokio::spawn(async move {
@@ -130,7 +204,7 @@ pub fn reloading<T: Send + Sync + 'static>(
             }
         }
     });
-    ClientBuilder::new(service, default_ns).with_layer(&RateLimitLayer::new(opts)).build()
+    ClientBuilder::new(service, default_ns).with_layer(&RateLimitLayer::new(&opts)).with_layer(&observe).build()
 }
 
 /// Sends each request through the client currently in `current`; its token is cancelled when
@@ -234,7 +308,7 @@ pub struct RateLimitLayer {
 }
 
 impl RateLimitLayer {
-    pub fn new(opts: ClientOptions) -> Self {
+    pub fn new(opts: &ClientOptions) -> Self {
         Self { bucket: TokenBucket::new(opts.qps, opts.burst) }
     }
 }
@@ -287,6 +361,54 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Debug, Default)]
+    struct Seen(std::sync::Mutex<Vec<(String, String, String)>>);
+
+    impl RequestObserver for Seen {
+        fn observe(&self, method: &str, host: &str, code: &str) {
+            self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push((
+                method.into(),
+                host.into(),
+                code.into(),
+            ));
+        }
+    }
+
+    #[tokio::test]
+    async fn every_answer_is_observed_with_method_host_and_code() {
+        use tower::ServiceExt;
+        let seen = Arc::new(Seen::default());
+        let layer = ObserveLayer { observer: Some(seen.clone()), host: "10.0.0.1:6443".into() };
+        let svc = layer.layer(tower::service_fn(|req: http::Request<()>| async move {
+            if req.uri().path() == "/down" {
+                return Err("connection refused");
+            }
+            Ok(http::Response::builder().status(404).body(()).unwrap_or_default())
+        }));
+        let get = http::Request::get("/api/v1/nodes/n1").body(()).unwrap_or_default();
+        let _ = svc.clone().oneshot(get).await;
+        let post = http::Request::post("/down").body(()).unwrap_or_default();
+        let _ = svc.oneshot(post).await;
+        let seen = seen.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        assert_eq!(
+            seen,
+            [
+                ("GET".to_owned(), "10.0.0.1:6443".to_owned(), "404".to_owned()),
+                ("POST".to_owned(), "10.0.0.1:6443".to_owned(), "<error>".to_owned())
+            ]
+        );
+    }
+
+    #[test]
+    fn the_server_host_comes_from_the_current_context() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("kc");
+        let kc = "apiVersion: v1\nkind: Config\ncurrent-context: b\nclusters:\n- name: a\n  cluster: {server: 'https://a:1'}\n- name: bc\n  cluster: {server: 'https://10.1.2.3:6443'}\ncontexts:\n- name: b\n  context: {cluster: bc, user: u}\nusers:\n- name: u\n  user: {}\n";
+        std::fs::write(&path, kc).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(server_host(&path), "10.1.2.3:6443");
+        assert_eq!(server_host(&dir.path().join("missing")), "");
+    }
 
     #[tokio::test(start_paused = true)]
     async fn bucket_allows_burst_then_qps() {

@@ -189,6 +189,7 @@ pub struct KubeletMetrics {
     pub started_pods_errors: Metric,
     pub started_containers: Metric,
     pub started_containers_errors: Metric,
+    pub rest_client_requests: Metric,
 }
 
 impl Default for KubeletMetrics {
@@ -264,6 +265,11 @@ impl Default for KubeletMetrics {
                 "[ALPHA] Cumulative number of errors when starting containers",
                 &["code", "container_type"],
             ),
+            rest_client_requests: Metric::counter(
+                "rest_client_requests_total",
+                "[ALPHA] Number of HTTP requests, partitioned by status code, method, and host.",
+                &["code", "host", "method"],
+            ),
         }
     }
 }
@@ -289,6 +295,7 @@ impl KubeletMetrics {
             &self.started_pods_errors,
             &self.started_containers,
             &self.started_containers_errors,
+            &self.rest_client_requests,
         ]
         .into_iter()
         .map(Metric::snapshot)
@@ -341,6 +348,12 @@ impl cri::CallObserver for KubeletMetrics {
         if failed {
             self.runtime_operation_errors.inc(&[op]);
         }
+    }
+}
+
+impl api::client::RequestObserver for KubeletMetrics {
+    fn observe(&self, method: &str, host: &str, code: &str) {
+        self.rest_client_requests.inc(&[code, host, method]);
     }
 }
 

@@ -40,6 +40,8 @@ pub trait HostStats: Send + Sync + 'static {
     fn cgroup(&self, name: &str) -> Result<sys::stats::CgroupStats, String>;
     /// The host's network interfaces.
     fn interfaces(&self) -> Result<Vec<sys::stats::InterfaceStats>, String>;
+    /// The interfaces of the network namespace process `pid` is in (a pod's sandbox).
+    fn process_interfaces(&self, pid: u32) -> Result<Vec<sys::stats::InterfaceStats>, String>;
     /// The filesystem holding `path`.
     fn fs(&self, path: &Path) -> Result<sys::stats::FsInfo, String>;
     /// Bytes and inodes used under `path` (upstream's `du`).
@@ -63,6 +65,9 @@ impl HostStats for RealHostStats {
     }
     fn interfaces(&self) -> Result<Vec<sys::stats::InterfaceStats>, String> {
         sys::stats::net_dev(Path::new("/proc/net/dev")).map_err(|e| e.to_string())
+    }
+    fn process_interfaces(&self, pid: u32) -> Result<Vec<sys::stats::InterfaceStats>, String> {
+        sys::stats::net_dev(&Path::new("/proc").join(pid.to_string()).join("net/dev")).map_err(|e| e.to_string())
     }
     fn fs(&self, path: &Path) -> Result<sys::stats::FsInfo, String> {
         sys::stats::fs_info(path).map_err(|e| e.to_string())
@@ -115,6 +120,8 @@ pub struct StatsProvider {
     clock: Arc<dyn Clock>,
     settings: StatsSettings,
     cpu: Mutex<HashMap<String, CpuSample>>,
+    /// Sandbox id → its process (the pod's network namespace), asked of the runtime once.
+    sandbox_pids: Mutex<HashMap<String, u32>>,
 }
 
 fn value(v: &Option<api::UInt64Value>) -> Option<u64> {
@@ -151,7 +158,15 @@ impl StatsProvider {
         clock: Arc<dyn Clock>,
         settings: StatsSettings,
     ) -> Self {
-        Self { runtime, images, host, clock, settings, cpu: Mutex::new(HashMap::new()) }
+        Self {
+            runtime,
+            images,
+            host,
+            clock,
+            settings,
+            cpu: Mutex::new(HashMap::new()),
+            sandbox_pids: Mutex::new(HashMap::new()),
+        }
     }
 
     fn now_ns(&self) -> i64 {
@@ -274,13 +289,20 @@ impl StatsProvider {
             let cs = self.container_stats(time, container, s, &pods[i].pod_ref, root_fs);
             pods[i].containers.push(cs);
         }
+        let ids: HashMap<String, String> =
+            index.iter().map(|(id, i)| (pods[*i].pod_ref.uid.clone(), (*id).to_owned())).collect();
         for pod in &mut pods {
             pod.containers.sort_by(|a, b| a.name.cmp(&b.name));
             sum_cpu_and_memory(pod);
             if let Some(root) = root_fs {
                 self.pod_storage(time, pod, root);
+                if let Some(id) = ids.get(&pod.pod_ref.uid) {
+                    pod.network = self.pod_network(time, id).await;
+                }
             }
         }
+        let live: std::collections::HashSet<&String> = ids.values().collect();
+        self.sandbox_pids.lock().unwrap_or_else(PoisonError::into_inner).retain(|id, _| live.contains(id));
         pods.sort_by(|a, b| (&a.pod_ref.namespace, &a.pod_ref.name).cmp(&(&b.pod_ref.namespace, &b.pod_ref.name)));
         Ok(pods)
     }
@@ -341,6 +363,23 @@ impl StatsProvider {
         let dir = self.pod_log_dir(pod).join(&name);
         cs.logs = self.files_usage(&dir).map(|(bytes, inodes)| fs_stats(time, root, Some(bytes), Some(inodes)));
         cs
+    }
+
+    /// The interfaces of the sandbox's network namespace, `eth0` inlined (upstream reads them
+    /// through cAdvisor from the sandbox's cgroup); None when the runtime gives no process.
+    async fn pod_network(&self, time: Time, sandbox_id: &str) -> Option<NetworkStats> {
+        let cached = self.sandbox_pids.lock().unwrap_or_else(PoisonError::into_inner).get(sandbox_id).copied();
+        let pid = match cached {
+            Some(pid) => pid,
+            None => {
+                let info = self.runtime.pod_sandbox_info(sandbox_id).await.ok()?;
+                let doc: serde_json::Value = serde_json::from_str(info.get("info")?).ok()?;
+                let pid = u32::try_from(doc.get("pid")?.as_u64()?).ok().filter(|p| *p > 0)?;
+                self.sandbox_pids.lock().unwrap_or_else(PoisonError::into_inner).insert(sandbox_id.to_owned(), pid);
+                pid
+            }
+        };
+        self.host.process_interfaces(pid).ok().map(|ifs| network_stats(time, &ifs))
     }
 
     /// `<podLogsDir>/<namespace>_<name>_<uid>`.

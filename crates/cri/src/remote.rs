@@ -281,6 +281,16 @@ impl RuntimeService for RemoteRuntime {
         resp.status.ok_or_else(|| missing("PodSandboxStatus", pod_sandbox_id, "status"))
     }
 
+    async fn pod_sandbox_info(&self, pod_sandbox_id: &str) -> Result<std::collections::HashMap<String, String>> {
+        let msg = api::PodSandboxStatusRequest { pod_sandbox_id: pod_sandbox_id.to_string(), verbose: true };
+        let resp = self
+            .call("PodSandboxStatus", pod_sandbox_id, self.timeout, msg, |r| async move {
+                self.rt().pod_sandbox_status(r).await
+            })
+            .await?;
+        Ok(resp.info)
+    }
+
     async fn list_pod_sandbox(&self, filter: Option<api::PodSandboxFilter>) -> Result<Vec<api::PodSandbox>> {
         let msg = api::ListPodSandboxRequest { filter };
         let resp = self

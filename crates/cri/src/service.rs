@@ -21,6 +21,9 @@ pub trait RuntimeService: Send + Sync + 'static {
     async fn stop_pod_sandbox(&self, pod_sandbox_id: &str) -> Result<()>;
     async fn remove_pod_sandbox(&self, pod_sandbox_id: &str) -> Result<()>;
     async fn pod_sandbox_status(&self, pod_sandbox_id: &str) -> Result<api::PodSandboxStatus>;
+    /// The runtime's verbose information about a sandbox (`PodSandboxStatus` with `verbose`):
+    /// containerd puts a JSON document under `info` holding, among others, the sandbox's `pid`.
+    async fn pod_sandbox_info(&self, pod_sandbox_id: &str) -> Result<std::collections::HashMap<String, String>>;
     async fn list_pod_sandbox(&self, filter: Option<api::PodSandboxFilter>) -> Result<Vec<api::PodSandbox>>;
 
     /// Creates a container in a sandbox; returns its id.

@@ -204,6 +204,7 @@ pub async fn run(cfg: KubeletConfiguration) -> anyhow::Result<()> {
                     cri.clone(),
                     remote.clone(),
                     pleg.health(),
+                    metrics.clone(),
                     &shutdown,
                 )
                 .await?,
@@ -211,7 +212,14 @@ pub async fn run(cfg: KubeletConfiguration) -> anyhow::Result<()> {
         }
         None => None,
     };
-    crate::kubelet_api::start(&cfg, &node, cluster.as_ref().map(|c| c.client.clone()), host.clone(), &shutdown)?;
+    crate::kubelet_api::start(
+        &cfg,
+        &node,
+        &node_ips,
+        cluster.as_ref().map(|c| c.client.clone()),
+        host.clone(),
+        &shutdown,
+    )?;
     let recorder: Arc<dyn EventRecorder> = match &cluster {
         Some(c) => Arc::new(ApiRecorder(c.events.clone())),
         None => Arc::new(LogRecorder),

@@ -109,6 +109,7 @@ pub fn node_settings(cfg: &KubeletConfiguration, node: &str, node_ips: &[String]
 }
 
 /// Connects and starts the node status loop, the lease and the event writer.
+#[allow(clippy::too_many_arguments)]
 pub async fn start(
     cfg: &KubeletConfiguration,
     kubeconfig: &std::path::Path,
@@ -116,12 +117,14 @@ pub async fn start(
     cri: Arc<dyn RuntimeService>,
     images: Arc<dyn ImageService>,
     pleg: PlegHealth,
+    metrics: Arc<core_kubelet::metrics::KubeletMetrics>,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Cluster> {
     let opts = ClientOptions {
         // Upstream: 0 means client-go's defaults (5 QPS, burst 10), not unlimited.
         qps: f64::from(if cfg.kube_api_qps <= 0 { 5 } else { cfg.kube_api_qps }),
         burst: u32::try_from(cfg.kube_api_burst).ok().filter(|b| *b > 0).unwrap_or(10),
+        observer: Some(metrics),
     };
     let boot = cfg.bootstrap_kubeconfig.as_deref();
     let boot_context = || format!("TLS bootstrap with --bootstrap-kubeconfig {}", boot.unwrap_or(kubeconfig).display());

@@ -215,6 +215,14 @@ pub struct Flags {
         "File containing x509 private key matching --tls-cert-file."))]
     pub tls_private_key_file: Option<String>,
 
+    #[arg(long = "tls-cipher-suites", value_name = "strings", value_delimiter = ',', help = help_with_note(
+        "Comma-separated list of cipher suites for the server. If omitted, the default Go cipher suites will be used."))]
+    pub tls_cipher_suites: Option<Vec<String>>,
+
+    #[arg(long = "tls-min-version", value_name = "string", help = help_with_note(
+        "Minimum TLS version supported. Possible values: VersionTLS10, VersionTLS11, VersionTLS12, VersionTLS13"))]
+    pub tls_min_version: Option<String>,
+
     #[arg(long = "enable-controller-attach-detach", value_name = "bool", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = parse_bool, help = help_with_note(
         "Enables the Attach/Detach controller to manage attachment/detachment of volumes scheduled to this node, and disables kubelet from executing any attach/detach operations (default true)"))]
     pub enable_controller_attach_detach: Option<bool>,
@@ -370,6 +378,8 @@ impl Flags {
             server_tls_bootstrap: self.rotate_server_certificates,
             tls_cert_file: self.tls_cert_file.clone(),
             tls_private_key_file: self.tls_private_key_file.clone(),
+            tls_cipher_suites: self.tls_cipher_suites.clone(),
+            tls_min_version: self.tls_min_version.clone(),
             enable_controller_attach_detach: self.enable_controller_attach_detach,
             enable_server: self.enable_server,
             enable_debugging_handlers: self.enable_debugging_handlers,
@@ -645,6 +655,8 @@ mod tests {
             "--node-status-update-frequency=4s",
             "--node-status-max-images=-1",
             "--tls-cert-file=/pki/s.crt",
+            "--tls-cipher-suites=TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,TLS_AES_128_GCM_SHA256",
+            "--tls-min-version=VersionTLS13",
             "--tls-private-key-file=/pki/s.key",
             "--enable-controller-attach-detach=false",
             "--cert-dir=/srv/pki",
@@ -665,6 +677,8 @@ mod tests {
         assert_eq!(c.node_status_update_frequency, Duration::from_secs(4));
         assert_eq!(c.node_status_max_images, -1);
         assert_eq!((c.tls_cert_file.as_str(), c.tls_private_key_file.as_str()), ("/pki/s.crt", "/pki/s.key"));
+        assert_eq!(c.tls_cipher_suites, ["TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256", "TLS_AES_128_GCM_SHA256"]);
+        assert_eq!(c.tls_min_version, "VersionTLS13");
         assert!(!c.enable_controller_attach_detach);
         assert_eq!(c.cert_dir, PathBuf::from("/srv/pki"));
         assert_eq!(c.authentication["anonymous"]["enabled"], false);

@@ -125,6 +125,7 @@ fn configz(cfg: &KubeletConfiguration) -> Value {
 pub fn start(
     cfg: &KubeletConfiguration,
     node: &str,
+    node_ips: &[String],
     client: Option<kube::Client>,
     host: Arc<dyn server::ApiHost>,
     shutdown: &CancellationToken,
@@ -184,9 +185,23 @@ pub fn start(
         enable_debugging_handlers: cfg.enable_debugging_handlers,
         system_logs: cfg.enable_system_log_handler.then(|| PathBuf::from("/var/log")),
         configz: configz(cfg),
+        tls_min_version: cfg.tls_min_version.clone(),
+        tls_cipher_suites: cfg.tls_cipher_suites.clone(),
     };
-    let cert =
-        server::secure::serving_cert(&secure, node).map_err(|e| anyhow::anyhow!("kubelet server certificate: {e}"))?;
+    let cert = match (cfg.server_tls_bootstrap, client) {
+        (true, Some(client)) => serving_from_api(client, cfg, node, node_ips, shutdown)?,
+        (bootstrap, _) => {
+            if bootstrap {
+                tracing::warn!(
+                    "serverTLSBootstrap needs an API server (--kubeconfig): serving a self-signed certificate"
+                );
+            }
+            server::secure::ServingSource::Fixed(
+                server::secure::serving_cert(&secure, node)
+                    .map_err(|e| anyhow::anyhow!("kubelet server certificate: {e}"))?,
+            )
+        }
+    };
     let read_only = (cfg.read_only_port > 0).then(|| SocketAddr::new(secure.addr.ip(), cfg.read_only_port));
     server::secure::serve(secure, cert, host.clone(), authn, authz, shutdown.clone())
         .map_err(|e| anyhow::anyhow!("kubelet server: {e}"))?;
@@ -194,4 +209,24 @@ pub fn start(
         server::secure::serve_read_only(addr, host, shutdown.clone());
     }
     Ok(())
+}
+
+/// `serverTLSBootstrap`: the serving certificate requested from the API server for the node's
+/// addresses (its IPs as InternalIP, its name as Hostname), renewed before it expires.
+fn serving_from_api(
+    client: kube::Client,
+    cfg: &KubeletConfiguration,
+    node: &str,
+    node_ips: &[String],
+    shutdown: &CancellationToken,
+) -> anyhow::Result<server::secure::ServingSource> {
+    use k8s_openapi::api::core::v1::NodeAddress;
+    let mut addresses: Vec<NodeAddress> =
+        node_ips.iter().map(|ip| NodeAddress { type_: "InternalIP".into(), address: ip.clone() }).collect();
+    addresses.push(NodeAddress { type_: "Hostname".into(), address: node.to_owned() });
+    let template = api::bootstrap::Template::from_addresses(node, &addresses)
+        .context("serverTLSBootstrap: the node has no IP address to put in its serving certificate")?;
+    let certs =
+        api::bootstrap::spawn_serving(client, std::path::Path::new(&cfg.cert_dir), template, shutdown.child_token());
+    Ok(server::secure::ServingSource::Rotating(certs))
 }

@@ -281,3 +281,49 @@ async fn reloading_client_uses_rotated_credentials() {
     })
     .await;
 }
+
+/// Whether `haystack` holds `needle` (a name inside a DER certificate or request).
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
+
+/// `serverTLSBootstrap`: the serving certificate comes from a kubelet-serving CSR naming the
+/// node; until an administrator approves it the kubelet API completes no handshake, then it
+/// serves the issued certificate and keeps it in `kubelet-server-current.pem`.
+#[tokio::test(flavor = "multi_thread")]
+async fn serving_certificate_comes_from_an_approved_csr() {
+    let Some(env) = NodeEnv::require() else { return };
+    let cluster = TestCluster::start_tls().await.unwrap();
+    let a = common::cluster_agent(&env, &cluster, "servingcsr", "serverTLSBootstrap: true\n");
+    let csrs: Api<CertificateSigningRequest> = Api::all(cluster.client.clone());
+    let cn = format!("system:node:{}", a.node);
+    let csr = wait_for("a kubelet-serving CSR for this node", Duration::from_secs(60), || async {
+        let list = csrs.list(&ListParams::default()).await.map_err(|e| e.to_string())?;
+        list.items
+            .into_iter()
+            .find(|c| {
+                c.spec.signer_name == "kubernetes.io/kubelet-serving"
+                    && contains(&testkit::https::pem_der(&c.spec.request.0), &cn)
+            })
+            .ok_or_else(|| format!("none yet\n{}", common::tail(&a.log())))
+    })
+    .await;
+    assert_eq!(csr.spec.usages.as_deref(), Some(&["digital signature".to_owned(), "server auth".to_owned()][..]));
+    // Not approved: no certificate to serve, so no handshake.
+    assert!(testkit::https::connect(a.port, None).await.is_err(), "a handshake before approval");
+
+    cluster.approve_csr(csr.metadata.name.as_deref().unwrap()).await.unwrap();
+    let tls = wait_for("the kubelet serving the issued certificate", Duration::from_secs(60), || async {
+        testkit::https::connect(a.port, None).await
+    })
+    .await;
+    let served = tls.get_ref().1.peer_certificates().unwrap()[0].to_vec();
+    assert!(contains(&served, &cn), "the served certificate names {cn}");
+    let current = a.cert_dir().join("kubelet-server-current.pem");
+    let stored = std::fs::read_to_string(&current).unwrap();
+    assert!(stored.contains("BEGIN CERTIFICATE") && stored.contains("PRIVATE KEY"), "{}", current.display());
+    let mode = std::fs::metadata(std::fs::canonicalize(&current).unwrap()).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    a.cleanup().await;
+    cluster.cleanup().await.unwrap();
+}

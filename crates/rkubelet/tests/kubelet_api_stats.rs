@@ -3,7 +3,8 @@
 //! filesystems, network and rlimit; a pod's containers with CPU, working set, writable layer
 //! and logs, its emptyDir volume and ephemeral storage; the CPU rate between two reads;
 //! `only_cpu_and_memory`; and the resource metrics' names, labels and timestamps, which
-//! promtool (when installed) must accept along with `/metrics`.
+//! promtool (when installed) must accept along with `/metrics`; and `tlsMinVersion` refusing
+//! a TLS 1.2 client.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
@@ -76,7 +77,10 @@ async fn summary_and_resource_metrics_report_the_node_and_its_pods() {
         Path::new(BIN),
         &env,
         "kstats",
-        AgentOptions { config_yaml: Some(OPEN_API_CONFIG.into()), ..Default::default() },
+        AgentOptions {
+            config_yaml: Some(format!("{OPEN_API_CONFIG}tlsMinVersion: VersionTLS13\n")),
+            ..Default::default()
+        },
     );
     a.write_manifest("busy.yaml", &manifest(&env.test_image));
     let name = a.pod_name("busy");
@@ -92,6 +96,10 @@ async fn summary_and_resource_metrics_report_the_node_and_its_pods() {
         if logs >= 100_000 && blob >= 300_000 { Ok(s) } else { Err(format!("logs {logs}, volume {blob}")) }
     })
     .await;
+
+    // tlsMinVersion: VersionTLS13 — the requests above spoke TLS 1.3; a TLS 1.2 client is refused.
+    let refused = testkit::https::tls12_handshake(a.port).await;
+    assert!(refused.is_err(), "a TLS 1.2 handshake succeeded against VersionTLS13");
 
     let node = &summary["node"];
     assert_eq!(node["nodeName"], a.node.as_str());
@@ -126,6 +134,12 @@ async fn summary_and_resource_metrics_report_the_node_and_its_pods() {
     let volume = u64_at(&pod, "/volume/0/usedBytes");
     assert!(u64_at(&pod, "/ephemeral-storage/usedBytes") >= logs + volume, "{pod}");
     assert_eq!(u64_at(&pod, "/cpu/usageCoreNanoSeconds"), u64_at(app, "/cpu/usageCoreNanoSeconds"));
+    // The sandbox's own network namespace: the CNI bridge's eth0, not the host's interfaces.
+    assert_eq!(pod["network"]["name"], "eth0", "{pod}");
+    let pod_ifaces: Vec<&str> =
+        pod["network"]["interfaces"].as_array().unwrap().iter().filter_map(|i| i["name"].as_str()).collect();
+    assert_eq!(pod_ifaces, ["eth0"], "{pod}");
+    assert!(pod["network"]["txBytes"].is_u64());
 
     // A later read has a rate: the busy loop uses most of a core.
     let later = wait_for("a CPU rate for the container", Duration::from_secs(30), || async {

@@ -11,6 +11,7 @@ mod node_logs;
 pub mod proxy;
 pub mod secure;
 mod streaming;
+mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -45,6 +45,10 @@ pub struct SecureConfig {
     pub system_logs: Option<PathBuf>,
     /// The resolved configuration, served at `/configz` as `{"kubeletconfig": …}`.
     pub configz: serde_json::Value,
+    /// `tlsMinVersion` (`VersionTLS12`, …; empty: the default).
+    pub tls_min_version: String,
+    /// `tlsCipherSuites` by Go's names (empty: rustls' defaults).
+    pub tls_cipher_suites: Vec<String>,
 }
 
 /// The loaded serving certificate chain and key.
@@ -69,6 +73,66 @@ pub fn serving_cert(cfg: &SecureConfig, hostname: &str) -> Result<ServingCert, S
     let key = rustls::pki_types::pem::PemObject::from_pem_slice(&key_pem)
         .map_err(|e| format!("no private key in {}: {e}", key.display()))?;
     Ok((certs, key))
+}
+
+/// Where the serving certificate comes from.
+pub enum ServingSource {
+    /// The configured files or the self-signed pair ([`serving_cert`]).
+    Fixed(ServingCert),
+    /// The pair issued through the API server (`serverTLSBootstrap`), certificate chain then key
+    /// in PEM; None until the first is issued, when handshakes fail as upstream's do.
+    Rotating(tokio::sync::watch::Receiver<Option<String>>),
+}
+
+/// A certificate and key in one PEM text.
+fn certified_key(pem: &str, provider: &rustls::crypto::CryptoProvider) -> Result<rustls::sign::CertifiedKey, String> {
+    let certs: Vec<CertificateDer<'static>> = rustls::pki_types::pem::PemObject::pem_slice_iter(pem.as_bytes())
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("serving certificate: {e}"))?;
+    let key: PrivateKeyDer<'static> = rustls::pki_types::pem::PemObject::from_pem_slice(pem.as_bytes())
+        .map_err(|e| format!("serving certificate key: {e}"))?;
+    rustls::sign::CertifiedKey::from_der(certs, key, provider).map_err(|e| format!("serving certificate: {e}"))
+}
+
+/// The serving certificate issued through the API server, swapped in as each new one arrives.
+#[derive(Debug)]
+struct RotatingCert(std::sync::RwLock<Option<Arc<rustls::sign::CertifiedKey>>>);
+
+impl rustls::server::ResolvesServerCert for RotatingCert {
+    fn resolve(&self, _: rustls::server::ClientHello<'_>) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        let current = self.0.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        if current.is_none() {
+            tracing::debug!("no serving certificate available for the kubelet");
+        }
+        current
+    }
+}
+
+impl RotatingCert {
+    /// Follows `updates` until the sender goes away.
+    fn follow(
+        mut updates: tokio::sync::watch::Receiver<Option<String>>,
+        provider: Arc<rustls::crypto::CryptoProvider>,
+    ) -> Arc<Self> {
+        let me = Arc::new(Self(std::sync::RwLock::new(None)));
+        let this = me.clone();
+        let load = move |pem: Option<String>| {
+            let key = pem.map(|p| certified_key(&p, &provider));
+            match key {
+                Some(Err(e)) => tracing::error!("{e}"),
+                Some(Ok(k)) => *this.0.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Arc::new(k)),
+                None => {}
+            }
+        };
+        load(updates.borrow_and_update().clone());
+        tokio::spawn(async move {
+            while updates.changed().await.is_ok() {
+                let pem = updates.borrow_and_update().clone();
+                load(pem);
+            }
+        });
+        me
+    }
 }
 
 fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
@@ -355,13 +419,16 @@ async fn not_found() -> Response {
 /// 5 s (pods keep running meanwhile).
 pub fn serve(
     cfg: SecureConfig,
-    cert: ServingCert,
+    cert: ServingSource,
     host: Arc<dyn ApiHost>,
     authn: Authenticator,
     authz: Authorizer,
     shutdown: CancellationToken,
 ) -> Result<tokio::task::JoinHandle<()>, String> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls = crate::tls::settings(&cfg.tls_min_version, &cfg.tls_cipher_suites)?;
+    for w in &tls.warnings {
+        tracing::warn!("kubelet server: {w}");
+    }
     let client_ca = if cfg.client_ca_file.is_empty() {
         None
     } else {
@@ -375,12 +442,16 @@ pub fn serve(
         Some(c) => c.clone(),
         None => WebPkiClientVerifier::no_client_auth(),
     };
-    let tls = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
+    let builder = rustls::ServerConfig::builder_with_provider(tls.provider.clone())
+        .with_protocol_versions(&tls.versions)
         .map_err(|e| e.to_string())?
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(cert.0, cert.1)
-        .map_err(|e| format!("serving certificate: {e}"))?;
+        .with_client_cert_verifier(verifier);
+    let tls = match cert {
+        ServingSource::Fixed((chain, key)) => {
+            builder.with_single_cert(chain, key).map_err(|e| format!("serving certificate: {e}"))?
+        }
+        ServingSource::Rotating(updates) => builder.with_cert_resolver(RotatingCert::follow(updates, tls.provider)),
+    };
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
     let state = Arc::new(AppState {
         host,

@@ -50,6 +50,19 @@ pub async fn open(
 
 pub use tokio_tungstenite;
 
+/// The DER bytes of the first PEM block in `pem` (a certificate or a certificate request).
+pub fn pem_der(pem: &[u8]) -> Vec<u8> {
+    use base64::Engine as _;
+    let text = String::from_utf8_lossy(pem);
+    let body: String = text
+        .lines()
+        .skip_while(|l| !l.starts_with("-----BEGIN"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("-----END"))
+        .collect();
+    base64::engine::general_purpose::STANDARD.decode(body.trim()).unwrap_or_default()
+}
+
 pub type TlsStream = tokio_rustls::client::TlsStream<tokio::net::TcpStream>;
 
 /// A TLS connection to `127.0.0.1:port`, the server's certificate not verified.
@@ -59,9 +72,23 @@ pub async fn connect(port: u16, cert: Option<ClientCert>) -> Result<TlsStream, S
 
 /// A TLS connection to `host:port`, the server's certificate not verified.
 pub async fn connect_to(host: &str, port: u16, cert: Option<ClientCert>) -> Result<TlsStream, String> {
+    connect_with_versions(host, port, cert, rustls::DEFAULT_VERSIONS).await
+}
+
+/// Whether a client that speaks only TLS 1.2 completes a handshake with `127.0.0.1:port`.
+pub async fn tls12_handshake(port: u16) -> Result<(), String> {
+    connect_with_versions("127.0.0.1", port, None, &[&rustls::version::TLS12]).await.map(drop)
+}
+
+async fn connect_with_versions(
+    host: &str,
+    port: u16,
+    cert: Option<ClientCert>,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> Result<TlsStream, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(versions)
         .map_err(|e| e.to_string())?
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(core_kubelet::httpget::NoVerify::new(provider)));

@@ -172,14 +172,25 @@ pub fn digested_name(spki_der: &[u8], common_name: &str, organizations: &[&str],
     format!("node-csr-{}", encode(ctx.finish().as_ref()))
 }
 
-/// The CSR object. `name` `None` means `generateName: csr-` (as rotations do).
+/// The client certificate's CSR object. `name` `None` means `generateName: csr-` (as
+/// rotations do).
 pub fn csr_object(name: Option<String>, request_pem: &str) -> CertificateSigningRequest {
+    csr_object_for(name, request_pem, KUBELET_CLIENT_SIGNER, &CLIENT_USAGES)
+}
+
+/// A CSR object for `signer` with `usages`.
+pub fn csr_object_for(
+    name: Option<String>,
+    request_pem: &str,
+    signer: &str,
+    usages: &[&str],
+) -> CertificateSigningRequest {
     CertificateSigningRequest {
         metadata: ObjectMeta { generate_name: name.is_none().then(|| "csr-".to_owned()), name, ..Default::default() },
         spec: CertificateSigningRequestSpec {
             request: ByteString(request_pem.as_bytes().to_vec()),
-            signer_name: KUBELET_CLIENT_SIGNER.to_owned(),
-            usages: Some(CLIENT_USAGES.iter().map(|u| (*u).to_owned()).collect()),
+            signer_name: signer.to_owned(),
+            usages: Some(usages.iter().map(|u| (*u).to_owned()).collect()),
             ..Default::default()
         },
         status: None,

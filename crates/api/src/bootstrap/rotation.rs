@@ -38,12 +38,12 @@ pub fn rotation_deadline(not_before: SystemTime, not_after: SystemTime, jitter: 
 
 /// Wait before retry number `failures` (≥ 1): 2 s, 4 s, 8 s, 16 s, then every 32 s, as the
 /// manager's exponential backoff followed by its 32 s poll.
-fn retry_delay(failures: u32) -> Duration {
+pub(super) fn retry_delay(failures: u32) -> Duration {
     Duration::from_secs(2u64 << failures.saturating_sub(1).min(4))
 }
 
 /// A uniform number in [0, 1).
-fn random_jitter() -> f64 {
+pub(super) fn random_jitter() -> f64 {
     let mut b = [0u8; 8];
     match ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b) {
         Ok(()) => (u64::from_be_bytes(b) >> 11) as f64 / (1u64 << 53) as f64,

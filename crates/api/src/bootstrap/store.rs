@@ -1,7 +1,8 @@
-//! The client certificate store in `--cert-dir`, laid out as client-go's `certificate.FileStore`:
-//! each pair is `kubelet-client-<YYYY-MM-DD-HH-MM-SS>.pem` (certificate then key, mode 0600)
-//! and `kubelet-client-current.pem` is a relative symlink to the pair in use, swapped
-//! atomically through `kubelet-client-updated.pem`.
+//! The certificate stores in `--cert-dir`, laid out as client-go's `certificate.FileStore`:
+//! each pair is `<prefix>-<YYYY-MM-DD-HH-MM-SS>.pem` (certificate then key, mode 0600) and
+//! `<prefix>-current.pem` is a relative symlink to the pair in use, swapped atomically through
+//! `<prefix>-updated.pem`. The client certificate's prefix is `kubelet-client`, the serving
+//! certificate's `kubelet-server`.
 
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -10,7 +11,8 @@ use std::time::{Duration, SystemTime};
 
 use super::{BootstrapError, Result};
 
-const PAIR_PREFIX: &str = "kubelet-client";
+const CLIENT_PREFIX: &str = "kubelet-client";
+const SERVER_PREFIX: &str = "kubelet-server";
 
 /// Where the kubelet keeps its client key while its CSR is pending, so that a restart reuses it
 /// (and so the CSR name) instead of piling up requests.
@@ -27,6 +29,7 @@ pub struct CertInfo {
 #[derive(Debug, Clone)]
 pub struct CertStore {
     dir: PathBuf,
+    prefix: &'static str,
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> BootstrapError + '_ {
@@ -34,13 +37,19 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> BootstrapError + '_ {
 }
 
 impl CertStore {
+    /// The client certificate's store.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        Self { dir: dir.into() }
+        Self { dir: dir.into(), prefix: CLIENT_PREFIX }
     }
 
-    /// `<dir>/kubelet-client-current.pem`, what kubeconfigs point at.
+    /// The serving certificate's store (`kubelet-server-*.pem`).
+    pub fn serving(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into(), prefix: SERVER_PREFIX }
+    }
+
+    /// `<dir>/<prefix>-current.pem`, what kubeconfigs (and the server) point at.
     pub fn current_path(&self) -> PathBuf {
-        self.dir.join(format!("{PAIR_PREFIX}-current.pem"))
+        self.dir.join(format!("{}-current.pem", self.prefix))
     }
 
     /// `<dir>/kubelet-client.key.tmp`.
@@ -63,7 +72,7 @@ impl CertStore {
     pub fn update(&self, cert_pem: &str, key_pem: &str, now: SystemTime) -> Result<PathBuf> {
         std::fs::create_dir_all(&self.dir).map_err(io_err(&self.dir))?;
         let stamp = chrono::DateTime::<chrono::Local>::from(now).format("%Y-%m-%d-%H-%M-%S");
-        let name = format!("{PAIR_PREFIX}-{stamp}.pem");
+        let name = format!("{}-{stamp}.pem", self.prefix);
         let path = self.dir.join(&name);
         let mut data = cert_pem.trim_end().to_owned();
         data.push('\n');
@@ -83,7 +92,7 @@ impl CertStore {
             }
             _ => {}
         }
-        let updated = self.dir.join(format!("{PAIR_PREFIX}-updated.pem"));
+        let updated = self.dir.join(format!("{}-updated.pem", self.prefix));
         match std::fs::symlink_metadata(&updated) {
             Ok(m) if m.file_type().is_symlink() => std::fs::remove_file(&updated).map_err(io_err(&updated))?,
             Ok(_) => return Err(BootstrapError::NotASymlink { path: updated }),

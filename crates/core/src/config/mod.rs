@@ -441,6 +441,11 @@ kubelet_configuration! {
         "tlsCertFile" => tls_cert_file: String = String::new(), Value;
         /// Private key matching `tlsCertFile`. `--tls-private-key-file`.
         "tlsPrivateKeyFile" => tls_private_key_file: String = String::new(), Value;
+        /// TLS 1.2 cipher suites the server offers, by Go's names (empty: the defaults).
+        /// `--tls-cipher-suites`.
+        "tlsCipherSuites" => tls_cipher_suites: Vec<String> = Vec::new(), Value;
+        /// The lowest TLS version served: `VersionTLS10` … `VersionTLS13`. `--tls-min-version`.
+        "tlsMinVersion" => tls_min_version: String = String::new(), Value;
         /// How the ConfigMap and Secret managers notice changes: "Get", "Cache" or "Watch".
         "configMapAndSecretChangeDetectionStrategy" => config_map_and_secret_change_detection_strategy: String =
             "Watch".to_owned(), Value;

@@ -35,6 +35,19 @@ impl HostStats for FakeHost {
             sys::stats::InterfaceStats { name: "eth0".into(), rx_bytes: 10, rx_errors: 1, tx_bytes: 20, tx_errors: 2 },
         ])
     }
+    fn process_interfaces(&self, pid: u32) -> Result<Vec<sys::stats::InterfaceStats>, String> {
+        // The fake runtime's first sandbox has pid 1000.
+        if pid != 1000 {
+            return Err(format!("no process {pid}"));
+        }
+        Ok(vec![sys::stats::InterfaceStats {
+            name: "eth0".into(),
+            rx_bytes: 77,
+            rx_errors: 0,
+            tx_bytes: 88,
+            tx_errors: 0,
+        }])
+    }
     fn fs(&self, path: &Path) -> Result<sys::stats::FsInfo, String> {
         if path.starts_with("/fake/images") {
             return Err("no such mount".into());
@@ -173,6 +186,8 @@ async fn pods_carry_their_running_containers_usage_logs_and_ephemeral_storage() 
     assert_eq!(pod.containers[1].logs, None, "no log directory");
     assert_eq!(pod.memory.as_ref().and_then(|m| m.working_set_bytes), Some(5120), "sum of containers");
     assert_eq!(pod.cpu.as_ref().and_then(|c| c.usage_core_nano_seconds), Some(1_500_000_000));
+    let net = pod.network.as_ref().expect("the sandbox's network");
+    assert_eq!((net.default.name.as_str(), net.default.rx_bytes, net.default.tx_bytes), ("eth0", Some(77), Some(88)));
     assert_eq!(pod.volume_stats.len(), 1);
     assert_eq!(pod.volume_stats[0].name, "cache");
     let volume_bytes = pod.volume_stats[0].fs.used_bytes.expect("volume usage");
@@ -187,6 +202,12 @@ async fn pods_carry_their_running_containers_usage_logs_and_ephemeral_storage() 
     let app_cpu = second.pods[0].containers[0].cpu.clone().expect("cpu");
     assert_eq!(app_cpu.usage_nano_cores, Some(500_000_000), "half a core");
     assert!(second.pods[0].containers[0].rootfs.is_none(), "only CPU and memory");
+    assert!(second.pods[0].network.is_none(), "only CPU and memory");
+    // The sandbox's process was asked for once.
+    let asked = s.cri.calls().iter().filter(|c| c.starts_with("PodSandboxStatus")).count();
+    assert!(asked >= 1, "the first full summary asked for the sandbox's process");
+    s.provider.summary(false).await.expect("summary");
+    assert_eq!(s.cri.calls().iter().filter(|c| c.starts_with("PodSandboxStatus")).count(), asked, "pid cached");
 }
 
 #[test]
