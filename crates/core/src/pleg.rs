@@ -121,13 +121,22 @@ impl Pleg {
         }
     }
 
-    /// One relist: the events since the previous one.
+    /// One relist: the events since the previous one. Its duration is recorded whether it
+    /// succeeds or not, as upstream's deferred observation.
     pub async fn relist(&mut self) -> cri::Result<Vec<PlegEvent>> {
         let started = Instant::now();
         if let (Some(m), Some(last)) = (&self.metrics, self.last_relist) {
             m.pleg_relist_interval.observe(&[], started.duration_since(last).as_secs_f64());
         }
         self.last_relist = Some(started);
+        let result = self.relist_once().await;
+        if let Some(m) = &self.metrics {
+            m.pleg_relist_duration.observe(&[], started.elapsed().as_secs_f64());
+        }
+        result
+    }
+
+    async fn relist_once(&mut self) -> cri::Result<Vec<PlegEvent>> {
         let sandboxes = self.runtime.list_pod_sandbox(None).await?;
         let containers = self.runtime.list_containers(None).await?;
         if let Some(m) = &self.metrics {
@@ -170,9 +179,6 @@ impl Pleg {
             }
         }
         self.previous = current;
-        if let Some(m) = &self.metrics {
-            m.pleg_relist_duration.observe(&[], started.elapsed().as_secs_f64());
-        }
         Ok(events)
     }
 }

@@ -100,6 +100,9 @@ pub struct StatsSettings {
 const DEFAULT_INTERFACE: &str = "eth0";
 /// Samples older than this leave the CPU cache (upstream `defaultCachePeriod`).
 const CACHE_PERIOD: Duration = Duration::from_secs(600);
+/// Samples closer together than this do not replace the cached one (a rate over a few
+/// milliseconds is noise).
+const MIN_SAMPLE_GAP: Duration = Duration::from_secs(1);
 /// The CPU cache key of the node.
 const NODE_KEY: &str = "/";
 
@@ -178,8 +181,11 @@ impl StatsProvider {
     fn usage_nano_cores(&self, key: &str, at_ns: i64, usage: u64) -> Option<u64> {
         let mut cache = self.cpu.lock().unwrap_or_else(PoisonError::into_inner);
         let rate = match cache.get(key) {
-            Some(prev) if prev.at_ns == at_ns => prev.rate,
-            Some(prev) if at_ns > prev.at_ns && usage >= prev.usage => {
+            // Too close to the previous sample for a steady rate: keep the previous one.
+            Some(prev) if at_ns >= prev.at_ns && at_ns - prev.at_ns < MIN_SAMPLE_GAP.as_nanos() as i64 => {
+                return prev.rate;
+            }
+            Some(prev) if usage >= prev.usage => {
                 let dt = (at_ns - prev.at_ns) as f64;
                 Some(((usage - prev.usage) as f64 / dt * 1e9) as u64)
             }
@@ -286,7 +292,7 @@ impl StatsProvider {
                 pods.push(pod_stats(sandbox));
                 pods.len() - 1
             });
-            let cs = self.container_stats(time, container, s, &pods[i].pod_ref, root_fs);
+            let cs = self.container_stats(time, container, s, root_fs);
             pods[i].containers.push(cs);
         }
         let ids: HashMap<String, String> =
@@ -294,12 +300,23 @@ impl StatsProvider {
         for pod in &mut pods {
             pod.containers.sort_by(|a, b| a.name.cmp(&b.name));
             sum_cpu_and_memory(pod);
-            if let Some(root) = root_fs {
-                self.pod_storage(time, pod, root);
-                if let Some(id) = ids.get(&pod.pod_ref.uid) {
-                    pod.network = self.pod_network(time, id).await;
-                }
+            if root_fs.is_some()
+                && let Some(id) = ids.get(&pod.pod_ref.uid)
+            {
+                pod.network = self.pod_network(time, id).await;
             }
+        }
+        if let Some(root) = root_fs.copied() {
+            // Walking log directories and volumes may take a while: off the async workers.
+            let storage = Storage { host: self.host.clone(), settings: self.settings.clone() };
+            pods = tokio::task::spawn_blocking(move || {
+                for pod in &mut pods {
+                    storage.pod_storage(time, pod, &root);
+                }
+                pods
+            })
+            .await
+            .map_err(|e| format!("measuring the pods' storage: {e}"))?;
         }
         let live: std::collections::HashSet<&String> = ids.values().collect();
         self.sandbox_pids.lock().unwrap_or_else(PoisonError::into_inner).retain(|id, _| live.contains(id));
@@ -312,7 +329,6 @@ impl StatsProvider {
         time: Time,
         container: &api::Container,
         s: &api::ContainerStats,
-        pod: &PodReference,
         root_fs: Option<&sys::stats::FsInfo>,
     ) -> ContainerStats {
         let name = container.metadata.as_ref().map(|m| m.name.clone()).unwrap_or_default();
@@ -346,7 +362,9 @@ impl StatsProvider {
             memory: Some(memory),
             ..Default::default()
         };
-        let Some(root) = root_fs else { return cs };
+        if root_fs.is_none() {
+            return cs;
+        }
         if let Some(layer) = &s.writable_layer {
             let layer_time = Time(layer.timestamp);
             let mount = layer.fs_id.as_ref().map(|id| id.mountpoint.clone()).unwrap_or_default();
@@ -360,8 +378,6 @@ impl StatsProvider {
                 },
             });
         }
-        let dir = self.pod_log_dir(pod).join(&name);
-        cs.logs = self.files_usage(&dir).map(|(bytes, inodes)| fs_stats(time, root, Some(bytes), Some(inodes)));
         cs
     }
 
@@ -381,7 +397,16 @@ impl StatsProvider {
         };
         self.host.process_interfaces(pid).ok().map(|ifs| network_stats(time, &ifs))
     }
+}
 
+/// The disk-usage side of the summary (logs, volumes, ephemeral storage): plain blocking
+/// filesystem walks, run on a blocking thread.
+struct Storage {
+    host: Arc<dyn HostStats>,
+    settings: StatsSettings,
+}
+
+impl Storage {
     /// `<podLogsDir>/<namespace>_<name>_<uid>`.
     fn pod_log_dir(&self, pod: &PodReference) -> PathBuf {
         self.settings.pod_logs_dir.join(format!("{}_{}_{}", pod.namespace, pod.name, pod.uid))
@@ -403,9 +428,13 @@ impl StatsProvider {
         Some(total)
     }
 
-    /// The pod's local volumes (`volume`) and `ephemeral-storage` (upstream
+    /// The containers' logs, the pod's local volumes (`volume`) and `ephemeral-storage` (upstream
     /// `makePodStorageStats` and `calcEphemeralStorage`).
     fn pod_storage(&self, time: Time, pod: &mut PodStats, root: &sys::stats::FsInfo) {
+        for c in &mut pod.containers {
+            let dir = self.pod_log_dir(&pod.pod_ref).join(&c.name);
+            c.logs = self.files_usage(&dir).map(|(bytes, inodes)| fs_stats(time, root, Some(bytes), Some(inodes)));
+        }
         let volumes_dir = self.settings.root_dir.join("pods").join(&pod.pod_ref.uid).join("volumes");
         let mut total = fs_stats(time, root, None, None);
         let mut count = |bytes: Option<u64>, inodes: Option<u64>| {
@@ -421,8 +450,15 @@ impl StatsProvider {
             }
         }
         for (plugin, name, path) in volume_dirs(&volumes_dir) {
+            // Only the node's own volume kinds are measured: walking a network volume would
+            // walk the remote share on every read.
+            if !LOCAL_PLUGINS.contains(&plugin.as_str()) {
+                continue;
+            }
             let (Ok(usage), Ok(fs)) = (self.host.disk_usage(&path), self.host.fs(&path)) else { continue };
-            if LOCAL_EPHEMERAL_PLUGINS.contains(&plugin.as_str()) {
+            // A volume mounted on its own (tmpfs: memory emptyDir, secrets, projected) is not
+            // on the root filesystem.
+            if LOCAL_EPHEMERAL_PLUGINS.contains(&plugin.as_str()) && !is_mount_point(&path) {
                 count(Some(usage.bytes), Some(usage.inodes));
             }
             pod.volume_stats.push(VolumeStats { fs: fs_stats(time, &fs, Some(usage.bytes), Some(usage.inodes)), name });
@@ -440,9 +476,29 @@ impl StatsProvider {
 }
 
 /// The volume plugins whose data lives on the node's root filesystem (upstream
-/// `IsLocalEphemeralVolume`: emptyDir, configMap, downwardAPI, gitRepo).
-const LOCAL_EPHEMERAL_PLUGINS: [&str; 4] =
-    ["kubernetes.io~empty-dir", "kubernetes.io~configmap", "kubernetes.io~downward-api", "kubernetes.io~git-repo"];
+/// `IsLocalEphemeralVolume`: gitRepo, disk-backed emptyDir, configMap).
+const LOCAL_EPHEMERAL_PLUGINS: [&str; 3] =
+    ["kubernetes.io~empty-dir", "kubernetes.io~configmap", "kubernetes.io~git-repo"];
+
+/// The volume plugins whose directories are on the node (measured with `du`).
+const LOCAL_PLUGINS: [&str; 6] = [
+    "kubernetes.io~empty-dir",
+    "kubernetes.io~configmap",
+    "kubernetes.io~git-repo",
+    "kubernetes.io~secret",
+    "kubernetes.io~projected",
+    "kubernetes.io~downward-api",
+];
+
+/// Whether `path` is on another device than its parent directory (a mount of its own).
+fn is_mount_point(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let dev = |p: &Path| std::fs::metadata(p).map(|m| m.dev()).ok();
+    match (dev(path), path.parent().and_then(dev)) {
+        (Some(a), Some(b)) => a != b,
+        _ => false,
+    }
+}
 
 /// `(plugin, volume name, path)` under `pods/<uid>/volumes/<plugin>/<name>`.
 fn volume_dirs(volumes: &Path) -> Vec<(String, String, PathBuf)> {

@@ -187,7 +187,13 @@ impl server::ApiHost for NodeHost {
                 let series = self.probe_counters.get().map(|c| c.snapshot()).unwrap_or_default();
                 vec![probe_family(series)]
             }
-            MetricsSet::Resource => resource_families(self.stats.summary(true).await.as_ref().ok()),
+            MetricsSet::Resource => {
+                let summary = self.stats.summary(true).await;
+                if let Err(e) = &summary {
+                    tracing::warn!("resource metrics: {e}");
+                }
+                resource_families(summary.as_ref().ok())
+            }
             MetricsSet::Kubelet => {
                 let mut fams = vec![
                     Family::new("kubelet_node_name", "[ALPHA] The node's name. The count is always 1.", Kind::Gauge)

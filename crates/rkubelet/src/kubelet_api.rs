@@ -130,6 +130,11 @@ pub fn start(
     host: Arc<dyn server::ApiHost>,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
+    // Upstream starts the read-only port on its own, whatever enableServer says.
+    if cfg.read_only_port > 0 {
+        let addr = listen_addr(&cfg.address, cfg.read_only_port)?;
+        server::secure::serve_read_only(addr, host.clone(), shutdown.clone());
+    }
     if !cfg.enable_server {
         return Ok(());
     }
@@ -168,12 +173,8 @@ pub fn start(
             )
         }
     };
-    let addr = format!("{}:{}", cfg.address, cfg.port);
     let secure = server::secure::SecureConfig {
-        addr: addr
-            .parse()
-            .or_else(|_| format!("[{}]:{}", cfg.address, cfg.port).parse())
-            .with_context(|| format!("kubelet server address {addr}"))?,
+        addr: listen_addr(&cfg.address, cfg.port)?,
         cert_file: cfg.tls_cert_file.clone(),
         key_file: cfg.tls_private_key_file.clone(),
         cert_dir: PathBuf::from(&cfg.cert_dir),
@@ -188,26 +189,23 @@ pub fn start(
         tls_min_version: cfg.tls_min_version.clone(),
         tls_cipher_suites: cfg.tls_cipher_suites.clone(),
     };
-    let cert = match (cfg.server_tls_bootstrap, client) {
-        (true, Some(client)) => serving_from_api(client, cfg, node, node_ips, shutdown)?,
-        (bootstrap, _) => {
-            if bootstrap {
-                tracing::warn!(
-                    "serverTLSBootstrap needs an API server (--kubeconfig): serving a self-signed certificate"
-                );
-            }
-            server::secure::ServingSource::Fixed(
-                server::secure::serving_cert(&secure, node)
-                    .map_err(|e| anyhow::anyhow!("kubelet server certificate: {e}"))?,
-            )
+    let from_api = match (cfg.server_tls_bootstrap, client) {
+        (true, Some(client)) => serving_from_api(client, cfg, node, node_ips, shutdown),
+        (true, None) => {
+            tracing::warn!("serverTLSBootstrap needs an API server (--kubeconfig): serving a self-signed certificate");
+            None
         }
+        (false, _) => None,
     };
-    let read_only = (cfg.read_only_port > 0).then(|| SocketAddr::new(secure.addr.ip(), cfg.read_only_port));
-    server::secure::serve(secure, cert, host.clone(), authn, authz, shutdown.clone())
+    let cert = match from_api {
+        Some(source) => source,
+        None => server::secure::ServingSource::Fixed(
+            server::secure::serving_cert(&secure, node)
+                .map_err(|e| anyhow::anyhow!("kubelet server certificate: {e}"))?,
+        ),
+    };
+    server::secure::serve(secure, cert, host, authn, authz, shutdown.clone())
         .map_err(|e| anyhow::anyhow!("kubelet server: {e}"))?;
-    if let Some(addr) = read_only {
-        server::secure::serve_read_only(addr, host, shutdown.clone());
-    }
     Ok(())
 }
 
@@ -219,14 +217,24 @@ fn serving_from_api(
     node: &str,
     node_ips: &[String],
     shutdown: &CancellationToken,
-) -> anyhow::Result<server::secure::ServingSource> {
+) -> Option<server::secure::ServingSource> {
     use k8s_openapi::api::core::v1::NodeAddress;
     let mut addresses: Vec<NodeAddress> =
         node_ips.iter().map(|ip| NodeAddress { type_: "InternalIP".into(), address: ip.clone() }).collect();
     addresses.push(NodeAddress { type_: "Hostname".into(), address: node.to_owned() });
-    let template = api::bootstrap::Template::from_addresses(node, &addresses)
-        .context("serverTLSBootstrap: the node has no IP address to put in its serving certificate")?;
+    let Some(template) = api::bootstrap::Template::from_addresses(node, &addresses) else {
+        tracing::warn!("serverTLSBootstrap: the node has no IP address for its serving certificate; self-signed");
+        return None;
+    };
     let certs =
         api::bootstrap::spawn_serving(client, std::path::Path::new(&cfg.cert_dir), template, shutdown.child_token());
-    Ok(server::secure::ServingSource::Rotating(certs))
+    Some(server::secure::ServingSource::Rotating(certs))
+}
+
+/// `address:port` (IPv6 addresses without brackets as upstream's config gives them).
+fn listen_addr(address: &str, port: u16) -> anyhow::Result<SocketAddr> {
+    let addr = format!("{address}:{port}");
+    addr.parse()
+        .or_else(|_| format!("[{address}]:{port}").parse())
+        .with_context(|| format!("kubelet server address {addr}"))
 }

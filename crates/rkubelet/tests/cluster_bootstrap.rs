@@ -310,7 +310,15 @@ async fn serving_certificate_comes_from_an_approved_csr() {
     .await;
     assert_eq!(csr.spec.usages.as_deref(), Some(&["digital signature".to_owned(), "server auth".to_owned()][..]));
     // Not approved: no certificate to serve, so no handshake.
-    assert!(testkit::https::connect(a.port, None).await.is_err(), "a handshake before approval");
+    // (The listener is up: the API answered the kubelet's CSR, and the port is bound first.)
+    let refused = wait_for("the kubelet API listening", Duration::from_secs(30), || async {
+        match testkit::https::connect(a.port, None).await {
+            Err(e) if e.starts_with("TLS: ") => Ok(e),
+            other => Err(format!("{:?}", other.map(|_| "a handshake"))),
+        }
+    })
+    .await;
+    assert!(!refused.is_empty(), "the TLS handshake failed, not the connection");
 
     cluster.approve_csr(csr.metadata.name.as_deref().unwrap()).await.unwrap();
     let tls = wait_for("the kubelet serving the issued certificate", Duration::from_secs(60), || async {

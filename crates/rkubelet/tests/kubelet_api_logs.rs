@@ -274,7 +274,7 @@ async fn container_logs_node_logs_and_debug_endpoints_as_upstream() {
     assert!(pods.contains(&format!("\"name\":\"{name}\"")), "{pods}");
     let (code, metrics) = plain_get(read_only_port, "GET", "/metrics").await;
     assert_eq!(code, 200);
-    assert!(metrics.contains("kubelet_running_pods "), "{metrics}");
+    assert!(metrics.contains(&format!("kubelet_node_name{{node=\"{}\"}} 1", a.node)), "{metrics}");
     let disabled = (405, "Debug endpoints are disabled.\n".to_string());
     for path in
         [format!("/containerLogs/default/{name}/app"), format!("/exec/default/{name}/app?output=1"), "/logs/".into()]

@@ -94,18 +94,28 @@ fn certified_key(pem: &str, provider: &rustls::crypto::CryptoProvider) -> Result
     rustls::sign::CertifiedKey::from_der(certs, key, provider).map_err(|e| format!("serving certificate: {e}"))
 }
 
-/// The serving certificate issued through the API server, swapped in as each new one arrives.
+/// The serving certificate issued through the API server, swapped in as each new one arrives,
+/// with its expiry: an expired one is no certificate, as upstream's manager treats it.
 #[derive(Debug)]
-struct RotatingCert(std::sync::RwLock<Option<Arc<rustls::sign::CertifiedKey>>>);
+struct RotatingCert(std::sync::RwLock<Option<(Arc<rustls::sign::CertifiedKey>, std::time::SystemTime)>>);
 
 impl rustls::server::ResolvesServerCert for RotatingCert {
     fn resolve(&self, _: rustls::server::ClientHello<'_>) -> Option<Arc<rustls::sign::CertifiedKey>> {
         let current = self.0.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
-        if current.is_none() {
+        let usable = current.filter(|(_, not_after)| *not_after > std::time::SystemTime::now()).map(|(k, _)| k);
+        if usable.is_none() {
             tracing::debug!("no serving certificate available for the kubelet");
         }
-        current
+        usable
     }
+}
+
+/// The leaf's notAfter.
+fn not_after(key: &rustls::sign::CertifiedKey) -> Result<std::time::SystemTime, String> {
+    let leaf = key.cert.first().ok_or("serving certificate: no certificate")?;
+    let (_, cert) = x509_parser::parse_x509_certificate(leaf).map_err(|e| format!("serving certificate: {e}"))?;
+    let secs = u64::try_from(cert.validity().not_after.timestamp()).unwrap_or(0);
+    Ok(std::time::UNIX_EPOCH + Duration::from_secs(secs))
 }
 
 impl RotatingCert {
@@ -117,10 +127,12 @@ impl RotatingCert {
         let me = Arc::new(Self(std::sync::RwLock::new(None)));
         let this = me.clone();
         let load = move |pem: Option<String>| {
-            let key = pem.map(|p| certified_key(&p, &provider));
+            let key = pem.map(|p| certified_key(&p, &provider).and_then(|k| not_after(&k).map(|t| (k, t))));
             match key {
                 Some(Err(e)) => tracing::error!("{e}"),
-                Some(Ok(k)) => *this.0.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Arc::new(k)),
+                Some(Ok((k, t))) => {
+                    *this.0.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Some((Arc::new(k), t));
+                }
                 None => {}
             }
         };

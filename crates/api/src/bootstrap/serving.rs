@@ -115,15 +115,11 @@ pub struct ServingCert {
     pub not_after: SystemTime,
 }
 
-/// The stored current pair if it is still valid at `now` and names what `template` names.
-fn usable_current(store: &CertStore, template: &Template, now: SystemTime) -> Option<ServingCert> {
+/// The stored current pair if it is still valid at `now`.
+fn usable_current(store: &CertStore, now: SystemTime) -> Option<ServingCert> {
     let pem = store.read_current().ok().flatten()?;
     let leaf = parse_certs(pem.as_bytes(), &store.current_path()).ok()?.into_iter().next()?;
-    (leaf.not_after > now && template.matches(&pem)).then_some(ServingCert {
-        pem,
-        not_before: leaf.not_before,
-        not_after: leaf.not_after,
-    })
+    (leaf.not_after > now).then_some(ServingCert { pem, not_before: leaf.not_before, not_after: leaf.not_after })
 }
 
 /// Requests, waits for and stores one serving certificate.
@@ -150,7 +146,9 @@ pub fn spawn_serving(
 ) -> watch::Receiver<Option<String>> {
     let api: Arc<dyn CsrApi> = KubeCsrApi::new(client);
     let store = CertStore::serving(cert_dir);
-    let current = usable_current(&store, &template, SystemTime::now());
+    // A stored certificate still valid is served at once, even one whose names have changed
+    // since (that one is replaced right away, as upstream does).
+    let current = usable_current(&store, SystemTime::now());
     let (tx, rx) = watch::channel(current.as_ref().map(|c| c.pem.clone()));
     let run = run(api, store, template, current, tx, SystemTime::now, super::rotation::random_jitter, shutdown);
     tokio::spawn(run.instrument(tracing::info_span!("serving_certificate")));
@@ -169,7 +167,7 @@ async fn run(
     shutdown: CancellationToken,
 ) {
     loop {
-        if let Some(c) = &current {
+        if let Some(c) = current.as_ref().filter(|c| template.matches(&c.pem)) {
             let deadline = rotation_deadline(c.not_before, c.not_after, jitter());
             tracing::info!(
                 expiration = %chrono::DateTime::<chrono::Utc>::from(c.not_after),
@@ -235,6 +233,30 @@ mod tests {
         assert_eq!(Template::from_addresses("n1", &[addr("Hostname", "h")]), None, "no IP: wait");
     }
 
+    /// Runs the loop for `template` from `current`; the receiver of what it serves, and the
+    /// handle to stop it.
+    fn start(
+        api: &Arc<FakeCsrApi>,
+        store: &CertStore,
+        template: &Template,
+        current: Option<ServingCert>,
+    ) -> (watch::Receiver<Option<String>>, CancellationToken, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = watch::channel(current.as_ref().map(|c| c.pem.clone()));
+        let shutdown = CancellationToken::new();
+        let api: Arc<dyn CsrApi> = api.clone();
+        let task = tokio::spawn(run(
+            api,
+            store.clone(),
+            template.clone(),
+            current,
+            tx,
+            SystemTime::now,
+            || 0.5,
+            shutdown.clone(),
+        ));
+        (rx, shutdown, task)
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_missing_certificate_is_requested_stored_and_announced() {
         let dir = tempfile::tempdir().unwrap();
@@ -244,19 +266,8 @@ mod tests {
         let store = CertStore::serving(dir.path());
         let template =
             Template::from_addresses("n1", &[addr("InternalIP", "10.0.0.2"), addr("Hostname", "h1")]).unwrap();
-        let (tx, mut rx) = watch::channel(None);
-        let shutdown = CancellationToken::new();
         api.fail_next_creates(1);
-        let task = tokio::spawn(run(
-            api.clone(),
-            store.clone(),
-            template.clone(),
-            None,
-            tx,
-            SystemTime::now,
-            || 0.5,
-            shutdown.clone(),
-        ));
+        let (mut rx, shutdown, task) = start(&api, &store, &template, None);
         rx.changed().await.unwrap();
         let pem = rx.borrow().clone().expect("a certificate");
         let created = api.created();
@@ -269,9 +280,35 @@ mod tests {
         assert!(template.matches(&stored), "CN system:node:n1 with DNS h1 and IP 10.0.0.2");
         assert!(!Template { ips: vec![], ..template.clone() }.matches(&stored));
         assert_eq!(created.len(), 1, "the first create failed; its retry made the one CSR");
-        assert_eq!(usable_current(&store, &template, SystemTime::now()).map(|c| c.pem), Some(pem.clone()));
+        assert_eq!(usable_current(&store, SystemTime::now()).map(|c| c.pem), Some(pem.clone()));
         assert!(pem.contains("PRIVATE KEY"));
         shutdown.cancel();
         task.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stored_certificate_for_old_names_is_served_until_its_replacement_arrives() {
+        let dir = tempfile::tempdir().unwrap();
+        let (clock, _) = paused_clock();
+        let api = Arc::new(FakeCsrApi::new(TestCa::new(), clock.clone()));
+        let store = CertStore::serving(dir.path());
+        let old = Template::from_addresses("n1", &[addr("InternalIP", "10.0.0.2")]).unwrap();
+        let (mut rx, shutdown, first) = start(&api, &store, &old, None);
+        rx.changed().await.unwrap();
+        shutdown.cancel();
+        first.await.unwrap();
+
+        // The node gained an IP: the stored certificate still serves, and is replaced at once.
+        let new =
+            Template::from_addresses("n1", &[addr("InternalIP", "10.0.0.2"), addr("InternalIP", "10.0.0.3")]).unwrap();
+        let current = usable_current(&store, SystemTime::now()).expect("the stored certificate");
+        assert!(old.matches(&current.pem) && !new.matches(&current.pem));
+        let (mut rx, shutdown, second) = start(&api, &store, &new, Some(current));
+        rx.changed().await.unwrap();
+        let pem = rx.borrow().clone().expect("a certificate");
+        assert!(new.matches(&pem), "the replacement names the new IP");
+        assert_eq!(api.created().len(), 2);
+        shutdown.cancel();
+        second.await.unwrap();
     }
 }

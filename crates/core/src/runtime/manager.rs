@@ -279,12 +279,19 @@ impl RuntimeManager {
             self.recorder.record(pod_event(pod, EventType::Warning, FAILED_CREATE_POD_SANDBOX, msg.clone()));
             msg
         };
+        // Upstream counts every sandbox creation attempt, and each failure of it.
+        if let Some(m) = &self.metrics {
+            m.started_pods.inc(&[]);
+        }
+        let fail = |msg: String| {
+            if let Some(m) = &self.metrics {
+                m.started_pods_errors.inc(&[]);
+            }
+            fail(msg)
+        };
         let log_dir = pod_logs_dir(&self.settings.pod_logs_dir, pod);
         if let Err(e) = tokio::fs::create_dir_all(&log_dir).await {
             return Err(fail(format!("Failed to create pod log directory {}: {e}", log_dir.display())));
-        }
-        if let Some(m) = &self.metrics {
-            m.started_pods.inc(&[]);
         }
         let id = self
             .runtime
@@ -293,12 +300,7 @@ impl RuntimeManager {
                 pod.spec.as_ref().and_then(|s| s.runtime_class_name.as_deref()).unwrap_or(""),
             )
             .await
-            .map_err(|e| {
-                if let Some(m) = &self.metrics {
-                    m.started_pods_errors.inc(&[]);
-                }
-                fail(format!("Failed to create pod sandbox: {e}"))
-            })?;
+            .map_err(|e| fail(format!("Failed to create pod sandbox: {e}")))?;
         tracing::info!(pod = %key, sandbox = %id, "created pod sandbox");
         let ips: Vec<String> = match self.runtime.pod_sandbox_status(&id).await {
             Ok(st) => st
@@ -457,6 +459,7 @@ impl RuntimeManager {
                 run_hook(self.runtime.as_ref(), pod, c, &id, pod_ip, hook, self.recorder.as_ref()).await
             {
                 tracing::warn!(pod = %pod_key(pod), container = %c.name, "{message}");
+                start_failed("PostStartHookError");
                 // The hook's output stays out of the event (it may hold secrets), as upstream.
                 self.recorder.record(container_event(
                     pod,

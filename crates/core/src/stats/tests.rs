@@ -149,6 +149,11 @@ async fn node_figures_come_from_the_root_cgroup_and_the_host() {
     s.clock.advance(Duration::from_secs(1));
     let again = s.provider.summary(true).await.expect("summary");
     assert_eq!(again.node.cpu.and_then(|c| c.usage_nano_cores), Some(2_000_000_000));
+    // A read 10 ms later keeps that rate rather than one over 10 ms.
+    *s.host.cpu.lock().expect("lock") += 1_000_000_000;
+    s.clock.advance(Duration::from_millis(10));
+    let soon = s.provider.summary(true).await.expect("summary");
+    assert_eq!(soon.node.cpu.and_then(|c| c.usage_nano_cores), Some(2_000_000_000));
     assert!(again.node.fs.is_none() && again.node.runtime.is_none(), "only CPU and memory");
 }
 
@@ -165,6 +170,9 @@ async fn pods_carry_their_running_containers_usage_logs_and_ephemeral_storage() 
     let logs = s.dir.path().join("logs/ns_web_u1/app");
     std::fs::create_dir_all(&logs).expect("mkdir");
     std::fs::write(logs.join("0.log"), vec![b'x'; 10_000]).expect("write");
+    let remote = s.dir.path().join("root/pods/u1/volumes/kubernetes.io~nfs/share");
+    std::fs::create_dir_all(&remote).expect("mkdir");
+    std::fs::write(remote.join("big"), vec![b'z'; 50_000]).expect("write");
     let empty_dir = s.dir.path().join("root/pods/u1/volumes/kubernetes.io~empty-dir/cache");
     std::fs::create_dir_all(&empty_dir).expect("mkdir");
     std::fs::write(empty_dir.join("blob"), vec![b'y'; 20_000]).expect("write");
@@ -188,7 +196,7 @@ async fn pods_carry_their_running_containers_usage_logs_and_ephemeral_storage() 
     assert_eq!(pod.cpu.as_ref().and_then(|c| c.usage_core_nano_seconds), Some(1_500_000_000));
     let net = pod.network.as_ref().expect("the sandbox's network");
     assert_eq!((net.default.name.as_str(), net.default.rx_bytes, net.default.tx_bytes), ("eth0", Some(77), Some(88)));
-    assert_eq!(pod.volume_stats.len(), 1);
+    assert_eq!(pod.volume_stats.len(), 1, "a network volume is not walked");
     assert_eq!(pod.volume_stats[0].name, "cache");
     let volume_bytes = pod.volume_stats[0].fs.used_bytes.expect("volume usage");
     assert!(volume_bytes >= 20_000, "{volume_bytes}");
@@ -264,4 +272,5 @@ fn summary_json_uses_upstreams_names() {
     assert_eq!(json["pods"][0]["volume"][0]["name"], "v");
     assert!(json["pods"][0].get("ephemeral-storage").is_some());
     assert_eq!(json["pods"][0]["startTime"], "2026-01-01T00:00:00Z", "metav1.Time at second precision");
+    assert_eq!(json["pods"][0]["volume"][0]["time"], serde_json::Value::Null, "the zero time is null, as Go's");
 }

@@ -24,8 +24,9 @@ impl std::fmt::Display for Time {
 }
 
 impl Serialize for Time {
+    /// The zero time is `null`, as Go's `metav1.Time` writes it.
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
+        if self.0 == 0 { s.serialize_none() } else { s.collect_str(self) }
     }
 }
 
