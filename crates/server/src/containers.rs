@@ -15,7 +15,14 @@ use crate::{HostError, LogRequest};
 
 impl IntoResponse for HostError {
     fn into_response(self) -> Response {
-        text(StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), self.message)
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut resp = text(status, self.message);
+        // Upstream's streaming WriteError: a runtime out of streaming slots answers 429 with
+        // its request cache's TTL (one minute) to wait.
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            resp.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("60"));
+        }
+        resp
     }
 }
 
@@ -94,6 +101,16 @@ pub(crate) async fn running_pods(State(s): State<std::sync::Arc<AppState>>) -> R
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_exhausted_runtime_says_when_to_retry() {
+        let r =
+            HostError { status: 429, message: "rpc error: code = ResourceExhausted desc = x".into() }.into_response();
+        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(r.headers().get(axum::http::header::RETRY_AFTER).map(|v| v.as_bytes()), Some(&b"60"[..]));
+        let r = HostError::internal("x").into_response();
+        assert!(r.headers().get(axum::http::header::RETRY_AFTER).is_none());
+    }
 
     fn now() -> chrono::DateTime<chrono::Utc> {
         "2024-05-01T10:00:00Z".parse().expect("time")
