@@ -125,6 +125,8 @@ pub struct StatsProvider {
     cpu: Mutex<HashMap<String, CpuSample>>,
     /// Sandbox id → its process (the pod's network namespace), asked of the runtime once.
     sandbox_pids: Mutex<HashMap<String, u32>>,
+    /// One storage walk at a time: concurrent reads wait instead of walking the same trees.
+    walking: tokio::sync::Mutex<()>,
 }
 
 fn value(v: &Option<api::UInt64Value>) -> Option<u64> {
@@ -169,6 +171,7 @@ impl StatsProvider {
             settings,
             cpu: Mutex::new(HashMap::new()),
             sandbox_pids: Mutex::new(HashMap::new()),
+            walking: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -309,6 +312,7 @@ impl StatsProvider {
         if let Some(root) = root_fs.copied() {
             // Walking log directories and volumes may take a while: off the async workers.
             let storage = Storage { host: self.host.clone(), settings: self.settings.clone() };
+            let _one_at_a_time = self.walking.lock().await;
             pods = tokio::task::spawn_blocking(move || {
                 for pod in &mut pods {
                     storage.pod_storage(time, pod, &root);
