@@ -19,7 +19,7 @@ use kube::config::{AuthInfo, Cluster, Context, Kubeconfig, NamedAuthInfo, NamedC
 
 pub use csr::{CLIENT_USAGES, CsrApi, KUBELET_CLIENT_SIGNER, KubeCsrApi, NODES_GROUP, Outcome, digested_name};
 pub use rotation::{CERTIFICATE_WAIT_TIMEOUT, CurrentCert, read_current_cert, rotation_deadline, spawn_rotation};
-pub use serving::{KUBELET_SERVING_SIGNER, SERVING_USAGES, ServingCert, Template, spawn_serving};
+pub use serving::{KUBELET_SERVING_SIGNER, SERVING_USAGES, ServingCert, ServingObserver, Template, spawn_serving};
 pub use store::{CertInfo, CertStore, TMP_KEY_FILE};
 
 use crate::client::{self, ClientError, ClientOptions};

@@ -31,13 +31,10 @@ pub enum Kind {
 /// The kind and current value of one series.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
-    Counter(f64),
+    /// A counter's or a gauge's value.
+    Scalar(f64),
     /// Cumulative counts per upper bound (the `+Inf` bucket is `count`), sum and count.
-    Histogram {
-        buckets: Vec<(f64, u64)>,
-        sum: f64,
-        count: u64,
-    },
+    Histogram { buckets: Vec<(f64, u64)>, sum: f64, count: u64 },
 }
 
 /// One metric family as read: name, help, label names, and series by label values.
@@ -147,7 +144,7 @@ impl Metric {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .iter()
-                .map(|(k, v)| (k.clone(), Value::Counter(*v)))
+                .map(|(k, v)| (k.clone(), Value::Scalar(*v)))
                 .collect(),
             Some(bounds) => self
                 .histograms
@@ -162,7 +159,7 @@ impl Metric {
         };
         if series.is_empty() && self.label_names.is_empty() {
             let zero = match &self.buckets {
-                None => Value::Counter(0.0),
+                None => Value::Scalar(0.0),
                 Some(bounds) => {
                     Value::Histogram { buckets: bounds.iter().map(|b| (*b, 0)).collect(), sum: 0.0, count: 0 }
                 }
@@ -190,6 +187,12 @@ pub struct KubeletMetrics {
     pub started_containers: Metric,
     pub started_containers_errors: Metric,
     pub rest_client_requests: Metric,
+    pub serving_renew_errors: Metric,
+    pub serving_rotation: Metric,
+    pub serving_ttl: Metric,
+    /// The serving certificate's expiry: outer None while `serverTLSBootstrap` is off (its
+    /// metrics are then not exported), inner None before the first certificate.
+    serving_not_after: Mutex<Option<Option<std::time::SystemTime>>>,
 }
 
 impl Default for KubeletMetrics {
@@ -270,6 +273,34 @@ impl Default for KubeletMetrics {
                 "[ALPHA] Number of HTTP requests, partitioned by status code, method, and host.",
                 &["code", "host", "method"],
             ),
+            serving_renew_errors: Metric::counter(
+                "kubelet_server_expiration_renew_errors",
+                "[ALPHA] Counter of certificate renewal errors.",
+                &[],
+            ),
+            serving_rotation: Metric::histogram(
+                "kubelet_certificate_manager_server_rotation_seconds",
+                "[ALPHA] Histogram of the number of seconds the previous certificate lived before being rotated.",
+                &[],
+                vec![
+                    60.0,
+                    3600.0,
+                    14400.0,
+                    86400.0,
+                    604800.0,
+                    2592000.0,
+                    7776000.0,
+                    15552000.0,
+                    31104000.0,
+                    124416000.0,
+                ],
+            ),
+            serving_ttl: Metric::gauge(
+                "kubelet_certificate_manager_server_ttl_seconds",
+                "[ALPHA] Gauge of the shortest TTL (time-to-live) of the Kubelet's serving certificate. The value is in seconds until certificate expiry (negative if already expired). If serving certificate is invalid or unused, the value will be +INF.",
+                &[],
+            ),
+            serving_not_after: Mutex::new(None),
         }
     }
 }
@@ -281,25 +312,37 @@ impl KubeletMetrics {
 
     /// Every family, for the `/metrics` handler.
     pub fn snapshot(&self) -> Vec<Snapshot> {
-        [
-            &self.running_pods,
-            &self.running_containers,
-            &self.runtime_operations,
-            &self.runtime_operation_errors,
-            &self.runtime_operation_duration,
-            &self.pleg_relist_duration,
-            &self.pleg_relist_interval,
-            &self.pod_start_duration,
-            &self.pod_worker_duration,
-            &self.started_pods,
-            &self.started_pods_errors,
-            &self.started_containers,
-            &self.started_containers_errors,
-            &self.rest_client_requests,
-        ]
-        .into_iter()
-        .map(Metric::snapshot)
-        .collect()
+        let serving = *self.serving_not_after.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut out: Vec<Snapshot> = Vec::new();
+        if let Some(not_after) = serving {
+            // Upstream: whole seconds to expiry, +Inf without a (valid) certificate.
+            let ttl = not_after
+                .and_then(|t| t.duration_since(std::time::SystemTime::now()).ok())
+                .map_or(f64::INFINITY, |d| d.as_secs() as f64);
+            self.serving_ttl.set(&[], ttl);
+            out.extend([&self.serving_renew_errors, &self.serving_rotation, &self.serving_ttl].map(Metric::snapshot));
+        }
+        out.extend(
+            [
+                &self.running_pods,
+                &self.running_containers,
+                &self.runtime_operations,
+                &self.runtime_operation_errors,
+                &self.runtime_operation_duration,
+                &self.pleg_relist_duration,
+                &self.pleg_relist_interval,
+                &self.pod_start_duration,
+                &self.pod_worker_duration,
+                &self.started_pods,
+                &self.started_pods_errors,
+                &self.started_containers,
+                &self.started_containers_errors,
+                &self.rest_client_requests,
+            ]
+            .into_iter()
+            .map(Metric::snapshot),
+        );
+        out
     }
 }
 
@@ -351,6 +394,18 @@ impl cri::CallObserver for KubeletMetrics {
     }
 }
 
+impl api::bootstrap::ServingObserver for KubeletMetrics {
+    fn current(&self, not_after: Option<std::time::SystemTime>) {
+        *self.serving_not_after.lock().unwrap_or_else(PoisonError::into_inner) = Some(not_after);
+    }
+    fn rotated(&self, lived: Duration) {
+        self.serving_rotation.observe(&[], lived.as_secs_f64());
+    }
+    fn renew_failed(&self) {
+        self.serving_renew_errors.inc(&[]);
+    }
+}
+
 impl api::client::RequestObserver for KubeletMetrics {
     fn observe(&self, method: &str, host: &str, code: &str) {
         self.rest_client_requests.inc(&[code, host, method]);
@@ -387,14 +442,27 @@ mod tests {
         assert_eq!(
             ops,
             [
-                (vec!["list_containers".to_owned()], Value::Counter(1.0)),
-                (vec!["run_podsandbox".to_owned()], Value::Counter(2.0))
+                (vec!["list_containers".to_owned()], Value::Scalar(1.0)),
+                (vec!["run_podsandbox".to_owned()], Value::Scalar(2.0))
             ]
         );
         let errors = m.runtime_operation_errors.snapshot().series;
-        assert_eq!(errors, [(vec!["run_podsandbox".to_owned()], Value::Counter(1.0))]);
-        assert_eq!(m.started_pods.snapshot().series, [(vec![], Value::Counter(0.0))], "label-less: always there");
+        assert_eq!(errors, [(vec!["run_podsandbox".to_owned()], Value::Scalar(1.0))]);
+        assert_eq!(m.started_pods.snapshot().series, [(vec![], Value::Scalar(0.0))], "label-less: always there");
         assert!(m.started_containers.snapshot().series.is_empty(), "a vector without children: nothing");
+        let names = |m: &KubeletMetrics| m.snapshot().into_iter().map(|s| s.name).collect::<Vec<_>>();
+        assert!(!names(&m).contains(&"kubelet_certificate_manager_server_ttl_seconds"), "serverTLSBootstrap off");
+        use api::bootstrap::ServingObserver;
+        m.current(None);
+        let ttl = |m: &KubeletMetrics| {
+            m.snapshot()
+                .into_iter()
+                .find(|s| s.name == "kubelet_certificate_manager_server_ttl_seconds")
+                .map(|s| s.series[0].1.clone())
+        };
+        assert_eq!(ttl(&m), Some(Value::Scalar(f64::INFINITY)), "no certificate yet: +Inf");
+        m.current(Some(std::time::SystemTime::now() + Duration::from_secs(3600)));
+        assert!(matches!(ttl(&m), Some(Value::Scalar(v)) if (3590.0..=3600.0).contains(&v)));
         let buckets = runtime_buckets();
         assert_eq!(buckets.len(), 14);
         assert!((buckets[13] - 745.0580596923828).abs() < 1e-9);

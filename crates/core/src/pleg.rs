@@ -249,7 +249,7 @@ mod tests {
             ]
         );
         let gauge = |m: &crate::metrics::Metric| m.snapshot().series;
-        use crate::metrics::Value::Counter as V;
+        use crate::metrics::Value::Scalar as V;
         assert_eq!(gauge(&metrics.running_pods), [(vec![], V(1.0))]);
         assert_eq!(gauge(&metrics.running_containers), [(vec!["running".to_string()], V(1.0))]);
         fake.exit_container(&id, 1);

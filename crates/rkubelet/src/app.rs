@@ -218,6 +218,7 @@ pub async fn run(cfg: KubeletConfiguration) -> anyhow::Result<()> {
         &node_ips,
         cluster.as_ref().map(|c| c.client.clone()),
         host.clone(),
+        metrics.clone(),
         &shutdown,
     )?;
     let recorder: Arc<dyn EventRecorder> = match &cluster {

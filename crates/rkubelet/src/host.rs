@@ -240,7 +240,7 @@ fn family_of(s: core_kubelet::metrics::Snapshot) -> Family {
         let mut labels: Vec<(&'static str, String)> = s.label_names.iter().copied().zip(values).collect();
         labels.sort();
         f = match value {
-            Value::Counter(v) => f.with(labels, v),
+            Value::Scalar(v) => f.with(labels, v),
             Value::Histogram { buckets, sum, count } => f.with_histogram(labels, &buckets, sum, count),
         };
     }

@@ -128,6 +128,7 @@ pub fn start(
     node_ips: &[String],
     client: Option<kube::Client>,
     host: Arc<dyn server::ApiHost>,
+    serving_observer: Arc<dyn api::bootstrap::ServingObserver>,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
     // Upstream starts the read-only port on its own, whatever enableServer says.
@@ -190,7 +191,7 @@ pub fn start(
         tls_cipher_suites: cfg.tls_cipher_suites.clone(),
     };
     let from_api = match (cfg.server_tls_bootstrap, client) {
-        (true, Some(client)) => serving_from_api(client, cfg, node, node_ips, shutdown),
+        (true, Some(client)) => serving_from_api(client, cfg, node, node_ips, serving_observer, shutdown),
         (true, None) => {
             tracing::warn!("serverTLSBootstrap needs an API server (--kubeconfig): serving a self-signed certificate");
             None
@@ -216,6 +217,7 @@ fn serving_from_api(
     cfg: &KubeletConfiguration,
     node: &str,
     node_ips: &[String],
+    observer: Arc<dyn api::bootstrap::ServingObserver>,
     shutdown: &CancellationToken,
 ) -> Option<server::secure::ServingSource> {
     use k8s_openapi::api::core::v1::NodeAddress;
@@ -226,8 +228,13 @@ fn serving_from_api(
         tracing::warn!("serverTLSBootstrap: the node has no IP address for its serving certificate; self-signed");
         return None;
     };
-    let certs =
-        api::bootstrap::spawn_serving(client, std::path::Path::new(&cfg.cert_dir), template, shutdown.child_token());
+    let certs = api::bootstrap::spawn_serving(
+        client,
+        std::path::Path::new(&cfg.cert_dir),
+        template,
+        Some(observer),
+        shutdown.child_token(),
+    );
     Some(server::secure::ServingSource::Rotating(certs))
 }
 

@@ -135,6 +135,16 @@ async fn request(api: &dyn CsrApi, store: &CertStore, template: &Template, now: 
     Ok(ServingCert { pem: format!("{cert}{key_pem}"), not_before: leaf.not_before, not_after: leaf.not_after })
 }
 
+/// Told how the serving certificate fares (upstream's certificate manager metrics).
+pub trait ServingObserver: Send + Sync + 'static {
+    /// A certificate is in use until `not_after` (None: none yet).
+    fn current(&self, not_after: Option<SystemTime>);
+    /// The previous certificate lived this long before it was replaced.
+    fn rotated(&self, lived: std::time::Duration);
+    /// A request for a new certificate failed.
+    fn renew_failed(&self);
+}
+
 /// Starts keeping a serving certificate for `template` in `cert_dir`, through `client`. The
 /// receiver holds the current pair as PEM (certificate chain then key; None until the first is
 /// issued) and every new one. Runs until `shutdown`; must be called inside a Tokio runtime.
@@ -142,63 +152,83 @@ pub fn spawn_serving(
     client: kube::Client,
     cert_dir: &Path,
     template: Template,
+    observer: Option<Arc<dyn ServingObserver>>,
     shutdown: CancellationToken,
 ) -> watch::Receiver<Option<String>> {
-    let api: Arc<dyn CsrApi> = KubeCsrApi::new(client);
     let store = CertStore::serving(cert_dir);
     // A stored certificate still valid is served at once, even one whose names have changed
     // since (that one is replaced right away, as upstream does).
     let current = usable_current(&store, SystemTime::now());
     let (tx, rx) = watch::channel(current.as_ref().map(|c| c.pem.clone()));
-    let run = run(api, store, template, current, tx, SystemTime::now, super::rotation::random_jitter, shutdown);
-    tokio::spawn(run.instrument(tracing::info_span!("serving_certificate")));
+    let renewal = Renewal {
+        api: KubeCsrApi::new(client),
+        store,
+        template,
+        tx,
+        observer,
+        now: SystemTime::now,
+        jitter: super::rotation::random_jitter,
+    };
+    tokio::spawn(renewal.run(current, shutdown).instrument(tracing::info_span!("serving_certificate")));
     rx
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn run(
+/// The renewal loop's parts.
+struct Renewal {
     api: Arc<dyn CsrApi>,
     store: CertStore,
     template: Template,
-    mut current: Option<ServingCert>,
     tx: watch::Sender<Option<String>>,
+    observer: Option<Arc<dyn ServingObserver>>,
     now: fn() -> SystemTime,
     jitter: fn() -> f64,
-    shutdown: CancellationToken,
-) {
-    loop {
-        if let Some(c) = current.as_ref().filter(|c| template.matches(&c.pem)) {
-            let deadline = rotation_deadline(c.not_before, c.not_after, jitter());
-            tracing::info!(
-                expiration = %chrono::DateTime::<chrono::Utc>::from(c.not_after),
-                deadline = %chrono::DateTime::<chrono::Utc>::from(deadline),
-                "serving certificate rotation deadline"
-            );
-            let wait = deadline.duration_since(now()).unwrap_or_default();
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(wait) => {}
-            }
-        }
-        let mut failures = 0;
+}
+
+impl Renewal {
+    async fn run(self, mut current: Option<ServingCert>, shutdown: CancellationToken) {
         loop {
-            let attempt = tokio::select! {
-                _ = shutdown.cancelled() => return,
-                r = request(api.as_ref(), &store, &template, now()) => r,
-            };
-            match attempt {
-                Ok(cert) => {
-                    tracing::info!(path = %store.current_path().display(), "new serving certificate");
-                    tx.send_replace(Some(cert.pem.clone()));
-                    current = Some(cert);
-                    break;
+            if let Some(o) = &self.observer {
+                o.current(current.as_ref().map(|c| c.not_after));
+            }
+            if let Some(c) = current.as_ref().filter(|c| self.template.matches(&c.pem)) {
+                let deadline = rotation_deadline(c.not_before, c.not_after, (self.jitter)());
+                tracing::info!(
+                    expiration = %chrono::DateTime::<chrono::Utc>::from(c.not_after),
+                    deadline = %chrono::DateTime::<chrono::Utc>::from(deadline),
+                    "serving certificate rotation deadline"
+                );
+                let wait = deadline.duration_since((self.now)()).unwrap_or_default();
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(wait) => {}
                 }
-                Err(e) => {
-                    failures += 1;
-                    tracing::error!("requesting the serving certificate failed (attempt {failures}): {e}");
-                    tokio::select! {
-                        _ = shutdown.cancelled() => return,
-                        _ = tokio::time::sleep(retry_delay(failures)) => {}
+            }
+            let mut failures = 0;
+            loop {
+                let attempt = tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    r = request(self.api.as_ref(), &self.store, &self.template, (self.now)()) => r,
+                };
+                match attempt {
+                    Ok(cert) => {
+                        tracing::info!(path = %self.store.current_path().display(), "new serving certificate");
+                        self.tx.send_replace(Some(cert.pem.clone()));
+                        if let (Some(o), Some(old)) = (&self.observer, &current) {
+                            o.rotated((self.now)().duration_since(old.not_before).unwrap_or_default());
+                        }
+                        current = Some(cert);
+                        break;
+                    }
+                    Err(e) => {
+                        failures += 1;
+                        if let Some(o) = &self.observer {
+                            o.renew_failed();
+                        }
+                        tracing::error!("requesting the serving certificate failed (attempt {failures}): {e}");
+                        tokio::select! {
+                            _ = shutdown.cancelled() => return,
+                            _ = tokio::time::sleep(retry_delay(failures)) => {}
+                        }
                     }
                 }
             }
@@ -235,25 +265,41 @@ mod tests {
 
     /// Runs the loop for `template` from `current`; the receiver of what it serves, and the
     /// handle to stop it.
+    /// What the loop told its observer.
+    #[derive(Default)]
+    struct Recorder(std::sync::Mutex<Vec<String>>);
+
+    impl ServingObserver for Recorder {
+        fn current(&self, not_after: Option<SystemTime>) {
+            self.0.lock().unwrap().push(if not_after.is_some() { "current" } else { "none" }.into());
+        }
+        fn rotated(&self, _: std::time::Duration) {
+            self.0.lock().unwrap().push("rotated".into());
+        }
+        fn renew_failed(&self) {
+            self.0.lock().unwrap().push("failed".into());
+        }
+    }
+
     fn start(
         api: &Arc<FakeCsrApi>,
         store: &CertStore,
         template: &Template,
         current: Option<ServingCert>,
+        observer: &Arc<Recorder>,
     ) -> (watch::Receiver<Option<String>>, CancellationToken, tokio::task::JoinHandle<()>) {
         let (tx, rx) = watch::channel(current.as_ref().map(|c| c.pem.clone()));
         let shutdown = CancellationToken::new();
-        let api: Arc<dyn CsrApi> = api.clone();
-        let task = tokio::spawn(run(
-            api,
-            store.clone(),
-            template.clone(),
-            current,
+        let renewal = Renewal {
+            api: api.clone(),
+            store: store.clone(),
+            template: template.clone(),
             tx,
-            SystemTime::now,
-            || 0.5,
-            shutdown.clone(),
-        ));
+            observer: Some(observer.clone() as Arc<dyn ServingObserver>),
+            now: SystemTime::now,
+            jitter: || 0.5,
+        };
+        let task = tokio::spawn(renewal.run(current, shutdown.clone()));
         (rx, shutdown, task)
     }
 
@@ -267,7 +313,8 @@ mod tests {
         let template =
             Template::from_addresses("n1", &[addr("InternalIP", "10.0.0.2"), addr("Hostname", "h1")]).unwrap();
         api.fail_next_creates(1);
-        let (mut rx, shutdown, task) = start(&api, &store, &template, None);
+        let seen = Arc::new(Recorder::default());
+        let (mut rx, shutdown, task) = start(&api, &store, &template, None, &seen);
         rx.changed().await.unwrap();
         let pem = rx.borrow().clone().expect("a certificate");
         let created = api.created();
@@ -284,6 +331,7 @@ mod tests {
         assert!(pem.contains("PRIVATE KEY"));
         shutdown.cancel();
         task.await.unwrap();
+        assert_eq!(*seen.0.lock().unwrap(), ["none", "failed", "current"]);
     }
 
     #[tokio::test(start_paused = true)]
@@ -293,7 +341,8 @@ mod tests {
         let api = Arc::new(FakeCsrApi::new(TestCa::new(), clock.clone()));
         let store = CertStore::serving(dir.path());
         let old = Template::from_addresses("n1", &[addr("InternalIP", "10.0.0.2")]).unwrap();
-        let (mut rx, shutdown, first) = start(&api, &store, &old, None);
+        let seen = Arc::new(Recorder::default());
+        let (mut rx, shutdown, first) = start(&api, &store, &old, None, &seen);
         rx.changed().await.unwrap();
         shutdown.cancel();
         first.await.unwrap();
@@ -303,12 +352,17 @@ mod tests {
             Template::from_addresses("n1", &[addr("InternalIP", "10.0.0.2"), addr("InternalIP", "10.0.0.3")]).unwrap();
         let current = usable_current(&store, SystemTime::now()).expect("the stored certificate");
         assert!(old.matches(&current.pem) && !new.matches(&current.pem));
-        let (mut rx, shutdown, second) = start(&api, &store, &new, Some(current));
+        let (mut rx, shutdown, second) = start(&api, &store, &new, Some(current), &seen);
         rx.changed().await.unwrap();
         let pem = rx.borrow().clone().expect("a certificate");
         assert!(new.matches(&pem), "the replacement names the new IP");
         assert_eq!(api.created().len(), 2);
         shutdown.cancel();
         second.await.unwrap();
+        assert_eq!(
+            seen.0.lock().unwrap().iter().filter(|e| *e == "rotated").count(),
+            1,
+            "the old certificate was replaced"
+        );
     }
 }

@@ -418,8 +418,8 @@ async fn starts_and_their_failures_are_counted_as_upstream() {
     let p = pod("Always", "busybox:1.36");
     let rt = h.manager.get_pod_status("0123456789abcdef").await.expect("status");
     h.manager.sync_pod(&p, &rt).await;
-    assert_eq!(series(&metrics.started_pods), [(vec![], Value::Counter(1.0))]);
-    assert_eq!(series(&metrics.started_containers), [(vec!["container".to_owned()], Value::Counter(1.0))]);
+    assert_eq!(series(&metrics.started_pods), [(vec![], Value::Scalar(1.0))]);
+    assert_eq!(series(&metrics.started_containers), [(vec!["container".to_owned()], Value::Scalar(1.0))]);
     assert!(series(&metrics.started_containers_errors).is_empty());
 
     // A pull failure is a start error with the waiting reason as its code.
@@ -428,9 +428,9 @@ async fn starts_and_their_failures_are_counted_as_upstream() {
     bad.metadata.uid = Some("fedcba9876543210".into());
     let rt = h.manager.get_pod_status("fedcba9876543210").await.expect("status");
     h.manager.sync_pod(&bad, &rt).await;
-    assert_eq!(series(&metrics.started_pods), [(vec![], Value::Counter(2.0))]);
+    assert_eq!(series(&metrics.started_pods), [(vec![], Value::Scalar(2.0))]);
     assert_eq!(
         series(&metrics.started_containers_errors),
-        [(vec!["ErrImagePull".to_owned(), "container".to_owned()], Value::Counter(1.0))]
+        [(vec!["ErrImagePull".to_owned(), "container".to_owned()], Value::Scalar(1.0))]
     );
 }
