@@ -94,6 +94,9 @@ pub struct StatsSettings {
     pub root_dir: PathBuf,
     /// `podLogsDir`.
     pub pod_logs_dir: PathBuf,
+    /// How long a pod's measured volume usage is reused (`volumeStatsAggPeriod`); zero turns
+    /// volume measurement off, as upstream.
+    pub volume_stats_agg_period: Duration,
 }
 
 /// The upstream interface name inlined in `NetworkStats`.
@@ -127,6 +130,17 @@ pub struct StatsProvider {
     sandbox_pids: Mutex<HashMap<String, u32>>,
     /// One storage walk at a time: concurrent reads wait instead of walking the same trees.
     walking: tokio::sync::Mutex<()>,
+    /// Pod UID → its volumes as last measured (upstream's `fsResourceAnalyzer` cache).
+    volumes: Arc<Mutex<HashMap<String, MeasuredVolumes>>>,
+}
+
+/// A pod's volumes as measured at `at_ns`, and what of them is on the root filesystem (counted
+/// in its ephemeral storage).
+#[derive(Debug, Clone)]
+struct MeasuredVolumes {
+    at_ns: i64,
+    stats: Vec<VolumeStats>,
+    ephemeral: (Option<u64>, Option<u64>),
 }
 
 fn value(v: &Option<api::UInt64Value>) -> Option<u64> {
@@ -172,6 +186,7 @@ impl StatsProvider {
             cpu: Mutex::new(HashMap::new()),
             sandbox_pids: Mutex::new(HashMap::new()),
             walking: tokio::sync::Mutex::new(()),
+            volumes: Arc::default(),
         }
     }
 
@@ -311,12 +326,15 @@ impl StatsProvider {
         }
         if let Some(root) = root_fs.copied() {
             // Walking log directories and volumes may take a while: off the async workers.
-            let storage = Storage { host: self.host.clone(), settings: self.settings.clone() };
+            let storage =
+                Storage { host: self.host.clone(), settings: self.settings.clone(), volumes: self.volumes.clone() };
             let _one_at_a_time = self.walking.lock().await;
             pods = tokio::task::spawn_blocking(move || {
                 for pod in &mut pods {
                     storage.pod_storage(time, pod, &root);
                 }
+                let live: std::collections::HashSet<&str> = pods.iter().map(|p| p.pod_ref.uid.as_str()).collect();
+                storage.volumes.lock().unwrap_or_else(PoisonError::into_inner).retain(|uid, _| live.contains(&**uid));
                 pods
             })
             .await
@@ -408,6 +426,7 @@ impl StatsProvider {
 struct Storage {
     host: Arc<dyn HostStats>,
     settings: StatsSettings,
+    volumes: Arc<Mutex<HashMap<String, MeasuredVolumes>>>,
 }
 
 impl Storage {
@@ -432,6 +451,44 @@ impl Storage {
         Some(total)
     }
 
+    /// The pod's volumes as measured within the last `volumeStatsAggPeriod`, measuring them
+    /// again when that is older; None when volume measurement is off.
+    fn pod_volumes(&self, time: Time, uid: &str) -> Option<MeasuredVolumes> {
+        let period = self.settings.volume_stats_agg_period;
+        if period.is_zero() {
+            return None;
+        }
+        let fresh = |m: &&MeasuredVolumes| time.0.saturating_sub(m.at_ns) < period.as_nanos() as i64;
+        if let Some(m) = self.volumes.lock().unwrap_or_else(PoisonError::into_inner).get(uid).filter(fresh) {
+            return Some(m.clone());
+        }
+        let measured = self.measure_volumes(time, uid);
+        self.volumes.lock().unwrap_or_else(PoisonError::into_inner).insert(uid.to_owned(), measured.clone());
+        Some(measured)
+    }
+
+    /// Walks the pod's local volumes under `pods/<uid>/volumes`.
+    fn measure_volumes(&self, time: Time, uid: &str) -> MeasuredVolumes {
+        let volumes_dir = self.settings.root_dir.join("pods").join(uid).join("volumes");
+        let mut m = MeasuredVolumes { at_ns: time.0, stats: Vec::new(), ephemeral: (None, None) };
+        for (plugin, name, path) in volume_dirs(&volumes_dir) {
+            // Only the node's own volume kinds are measured: walking a network volume would
+            // walk the remote share on every read.
+            if !LOCAL_PLUGINS.contains(&plugin.as_str()) {
+                continue;
+            }
+            let (Ok(usage), Ok(fs)) = (self.host.disk_usage(&path), self.host.fs(&path)) else { continue };
+            // A volume mounted on its own (tmpfs: memory emptyDir, secrets, projected) is not
+            // on the root filesystem.
+            if LOCAL_EPHEMERAL_PLUGINS.contains(&plugin.as_str()) && !is_mount_point(&path) {
+                m.ephemeral = (add(m.ephemeral.0, Some(usage.bytes)), add(m.ephemeral.1, Some(usage.inodes)));
+            }
+            m.stats.push(VolumeStats { fs: fs_stats(time, &fs, Some(usage.bytes), Some(usage.inodes)), name });
+        }
+        m.stats.sort_by(|a, b| a.name.cmp(&b.name));
+        m
+    }
+
     /// The containers' logs, the pod's local volumes (`volume`) and `ephemeral-storage` (upstream
     /// `makePodStorageStats` and `calcEphemeralStorage`).
     fn pod_storage(&self, time: Time, pod: &mut PodStats, root: &sys::stats::FsInfo) {
@@ -439,7 +496,6 @@ impl Storage {
             let dir = self.pod_log_dir(&pod.pod_ref).join(&c.name);
             c.logs = self.files_usage(&dir).map(|(bytes, inodes)| fs_stats(time, root, Some(bytes), Some(inodes)));
         }
-        let volumes_dir = self.settings.root_dir.join("pods").join(&pod.pod_ref.uid).join("volumes");
         let mut total = fs_stats(time, root, None, None);
         let mut count = |bytes: Option<u64>, inodes: Option<u64>| {
             total.used_bytes = add(total.used_bytes, bytes);
@@ -453,21 +509,10 @@ impl Storage {
                 }
             }
         }
-        for (plugin, name, path) in volume_dirs(&volumes_dir) {
-            // Only the node's own volume kinds are measured: walking a network volume would
-            // walk the remote share on every read.
-            if !LOCAL_PLUGINS.contains(&plugin.as_str()) {
-                continue;
-            }
-            let (Ok(usage), Ok(fs)) = (self.host.disk_usage(&path), self.host.fs(&path)) else { continue };
-            // A volume mounted on its own (tmpfs: memory emptyDir, secrets, projected) is not
-            // on the root filesystem.
-            if LOCAL_EPHEMERAL_PLUGINS.contains(&plugin.as_str()) && !is_mount_point(&path) {
-                count(Some(usage.bytes), Some(usage.inodes));
-            }
-            pod.volume_stats.push(VolumeStats { fs: fs_stats(time, &fs, Some(usage.bytes), Some(usage.inodes)), name });
+        if let Some(v) = self.pod_volumes(time, &pod.pod_ref.uid) {
+            count(v.ephemeral.0, v.ephemeral.1);
+            pod.volume_stats = v.stats;
         }
-        pod.volume_stats.sort_by(|a, b| a.name.cmp(&b.name));
         if let Some((bytes, inodes)) = self.files_usage(&self.pod_log_dir(&pod.pod_ref)) {
             count(Some(bytes), Some(inodes));
         }

@@ -711,8 +711,9 @@ impl RuntimeService for FakeRuntime {
         self.streaming_url("Exec", &req.container_id, "exec")
     }
 
+    /// The URL carries the request's tty, for tests of what the kubelet asked.
     async fn attach(&self, req: api::AttachRequest) -> Result<String> {
-        self.streaming_url("Attach", &req.container_id, "attach")
+        self.streaming_url("Attach", &req.container_id, "attach").map(|u| format!("{u}?tty={}", req.tty))
     }
 
     async fn port_forward(&self, req: api::PortForwardRequest) -> Result<String> {

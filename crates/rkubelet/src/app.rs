@@ -163,6 +163,7 @@ pub async fn run(cfg: KubeletConfiguration) -> anyhow::Result<()> {
             node_name: node.clone(),
             root_dir: root_dir.clone(),
             pod_logs_dir: PathBuf::from(&cfg.pod_logs_dir),
+            volume_stats_agg_period: cfg.volume_stats_agg_period,
         },
     ));
     let host = Arc::new(crate::host::NodeHost {

@@ -147,6 +147,10 @@ pub struct Flags {
         "Max period between synchronizing running containers and config. (default 1m0s)"))]
     pub sync_frequency: Option<Duration>,
 
+    #[arg(long = "volume-stats-agg-period", value_name = "duration", value_parser = parse_duration_or_off, help = help_with_note(
+        "Specifies interval for kubelet to calculate and cache the volume disk usage for all pods and volumes.  To disable volume calculations, set to a negative number. (default 1m0s)"))]
+    pub volume_stats_agg_period: Option<Duration>,
+
     #[arg(long = "cluster-dns", value_name = "strings", value_delimiter = ',', help = help_with_note(
         "Comma-separated list of DNS server IP address. This value is used for containers DNS server in case of Pods with \"dnsPolicy=ClusterFirst\". Note: all DNS servers appearing in the list MUST serve the same set of records otherwise name resolution within the cluster may not work correctly. There is no guarantee as to which DNS server may be contacted for name resolution."))]
     pub cluster_dns: Option<Vec<String>>,
@@ -308,6 +312,14 @@ fn parse_duration(s: &str) -> Result<Duration, config::DurationError> {
     config::parse_duration(s)
 }
 
+/// A duration where a negative one means "off" (zero), as `--volume-stats-agg-period` reads.
+fn parse_duration_or_off(s: &str) -> Result<Duration, config::DurationError> {
+    match s.strip_prefix('-') {
+        Some(rest) => config::parse_duration(rest).map(|_| Duration::ZERO),
+        None => config::parse_duration(s),
+    }
+}
+
 fn parse_bool(s: &str) -> Result<bool, String> {
     upstream::parse_go_bool(s)
 }
@@ -361,6 +373,7 @@ impl Flags {
             file_check_frequency: self.file_check_frequency,
             runtime_request_timeout: self.runtime_request_timeout,
             sync_frequency: self.sync_frequency,
+            volume_stats_agg_period: self.volume_stats_agg_period,
             cluster_dns: self.cluster_dns.clone(),
             cluster_domain: self.cluster_domain.clone(),
             resolv_conf: self.resolv_conf.clone(),
@@ -710,6 +723,15 @@ mod tests {
         assert_eq!(c.max_pods, 60, "drop-in beats file");
         assert_eq!(c.cluster_domain, "file.local");
         assert_eq!(c.sync_frequency, Duration::from_secs(45), "flag beats drop-in");
+    }
+
+    #[test]
+    fn a_negative_volume_stats_agg_period_turns_volume_stats_off() {
+        let c = |a: &str| load(args(&[a])).unwrap().config.volume_stats_agg_period;
+        assert_eq!(c("--volume-stats-agg-period=-1s"), Duration::ZERO);
+        assert_eq!(c("--volume-stats-agg-period=0"), Duration::ZERO);
+        assert_eq!(c("--volume-stats-agg-period=2m"), Duration::from_secs(120));
+        assert!(load(args(&["--volume-stats-agg-period=-x"])).is_err());
     }
 
     #[test]

@@ -511,4 +511,106 @@ mod tests {
         assert_eq!(items[1]["spec"]["containers"][0]["name"], "app");
         assert_eq!(items[1]["spec"]["containers"][0]["image"], "sha256:abc");
     }
+
+    /// A host over a fake runtime that knows pod `default/web` (UID `u1`) with container `app`
+    /// (tty in its spec), running in a ready sandbox unless `sandbox_ready` is false.
+    async fn host_with_pod(sandbox_ready: bool) -> (NodeHost, Arc<cri::fake::FakeRuntime>) {
+        use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, PodStatus};
+        let rt = Arc::new(cri::fake::FakeRuntime::new());
+        let sandbox_config = cri_api::PodSandboxConfig {
+            metadata: Some(cri_api::PodSandboxMetadata {
+                name: "web".into(),
+                namespace: "default".into(),
+                uid: "u1".into(),
+                attempt: 0,
+            }),
+            labels: pod_labels("u1", "web"),
+            ..Default::default()
+        };
+        let sb = rt.run_pod_sandbox(sandbox_config.clone(), "").await.expect("sandbox");
+        let mut l = pod_labels("u1", "web");
+        l.insert(labels::CONTAINER_NAME.into(), "app".into());
+        let config = cri_api::ContainerConfig {
+            metadata: Some(cri_api::ContainerMetadata { name: "app".into(), attempt: 0 }),
+            image: Some(cri_api::ImageSpec { image: "busybox".into(), ..Default::default() }),
+            labels: l,
+            ..Default::default()
+        };
+        rt.add_image("busybox");
+        let id = rt.create_container(&sb, config, sandbox_config).await.expect("container");
+        rt.start_container(&id).await.expect("start");
+        if !sandbox_ready {
+            rt.stop_pod_sandbox(&sb).await.expect("stop sandbox");
+        }
+        let statuses = StatusManager::default();
+        let mut pod = Pod::default();
+        pod.metadata.name = Some("web".into());
+        pod.metadata.namespace = Some("default".into());
+        pod.metadata.uid = Some("u1".into());
+        pod.spec = Some(PodSpec {
+            containers: vec![Container { name: "app".into(), tty: Some(true), ..Default::default() }],
+            ..Default::default()
+        });
+        statuses.set(Arc::new(pod), PodStatus::default());
+        let dir = std::env::temp_dir();
+        let stats = Arc::new(core_kubelet::stats::StatsProvider::new(
+            rt.clone(),
+            rt.clone(),
+            Arc::new(core_kubelet::stats::RealHostStats { cgroup_root: dir.clone(), memory_capacity: 0 }),
+            Arc::new(core_kubelet::clock::RealClock),
+            core_kubelet::stats::StatsSettings {
+                node_name: "n".into(),
+                root_dir: dir.clone(),
+                pod_logs_dir: dir,
+                volume_stats_agg_period: std::time::Duration::from_secs(60),
+            },
+        ));
+        let host = NodeHost {
+            node: "n".into(),
+            sync_loop: SyncLoopHealth::new(std::time::Duration::from_secs(60)),
+            pleg: core_kubelet::pleg::Pleg::new(rt.clone(), std::time::Duration::from_secs(1)).health(),
+            statuses,
+            cri: rt.clone(),
+            probe_counters: std::sync::OnceLock::new(),
+            stats,
+            metrics: core_kubelet::metrics::KubeletMetrics::new(),
+        };
+        (host, rt)
+    }
+
+    fn app() -> ContainerTarget {
+        ContainerTarget { namespace: "default".into(), pod: "web".into(), uid: None, container: "app".into() }
+    }
+
+    #[tokio::test]
+    async fn attach_takes_tty_from_the_containers_spec() {
+        use server::ApiHost as _;
+        let (host, _rt) = host_with_pod(true).await;
+        let no_tty = StreamOptions { stdin: true, stdout: true, stderr: true, tty: false };
+        let url = host.attach(app(), no_tty).await.expect("attach");
+        assert!(url.ends_with("?tty=true"), "the spec says tty, the request does not: {url}");
+
+        let other_uid = ContainerTarget { uid: Some("u2".into()), ..app() };
+        let e = host.attach(other_uid, no_tty).await.expect_err("another pod's UID");
+        assert_eq!((e.status, e.message.as_str()), (500, "container app not found in pod web_default"));
+        let nope = ContainerTarget { container: "nope".into(), ..app() };
+        let e = host.attach(nope, no_tty).await.expect_err("no such container");
+        assert_eq!((e.status, e.message.as_str()), (500, "container nope not found in pod web_default"));
+    }
+
+    #[tokio::test]
+    async fn port_forward_needs_a_ready_sandbox_with_upstreams_words() {
+        use server::ApiHost as _;
+        let (host, _rt) = host_with_pod(true).await;
+        let url = host.port_forward("default", "web", None, vec![80]).await.expect("ready sandbox");
+        assert!(url.starts_with("http://fake-streaming/portforward/"), "{url}");
+        let e = host.port_forward("default", "web", Some("u2"), vec![80]).await.expect_err("another UID");
+        assert_eq!((e.status, e.message.as_str()), (404, "pod not found"));
+        let e = host.port_forward("default", "gone", None, vec![80]).await.expect_err("unknown pod");
+        assert_eq!((e.status, e.message.as_str()), (404, "pod does not exist"));
+
+        let (host, _rt) = host_with_pod(false).await;
+        let e = host.port_forward("default", "web", None, vec![80]).await.expect_err("sandbox not ready");
+        assert_eq!((e.status, e.message.as_str()), (500, "pod not found (\"web_default\")"));
+    }
 }

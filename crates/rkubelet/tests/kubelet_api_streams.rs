@@ -138,6 +138,15 @@ async fn exec_attach_port_forward_and_run_reach_the_container() {
     assert_eq!((code, body.as_str()), (200, "out\n"));
     let (code, body) = request(a.port, "POST", &format!("/run/default/{name}/app?cmd=false"), &[], None).await.unwrap();
     assert_eq!((code, body.as_str()), (500, "command 'false' exited with 1: "));
+    // No output: nothing at all, not even a Content-Type (upstream writeJSONResponse).
+    let mut conn =
+        testkit::https::open(a.port, "POST", &format!("/run/default/{name}/app?cmd=true"), &[], None).await.unwrap();
+    let mut raw = Vec::new();
+    let _ = tokio::io::AsyncReadExt::read_to_end(&mut conn, &mut raw).await;
+    let raw = String::from_utf8_lossy(&raw).to_ascii_lowercase();
+    assert!(raw.starts_with("http/1.0 200") || raw.starts_with("http/1.1 200"), "{raw}");
+    assert!(!raw.contains("content-type"), "{raw}");
+    assert!(raw.ends_with("\r\n\r\n"), "an empty body: {raw}");
 
     // Errors: not an upgrade, an unknown container, an unknown pod, no streams.
     let (code, body) =

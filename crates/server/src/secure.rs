@@ -101,8 +101,7 @@ struct RotatingCert(std::sync::RwLock<Option<(Arc<rustls::sign::CertifiedKey>, s
 
 impl rustls::server::ResolvesServerCert for RotatingCert {
     fn resolve(&self, _: rustls::server::ClientHello<'_>) -> Option<Arc<rustls::sign::CertifiedKey>> {
-        let current = self.0.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
-        let usable = current.filter(|(_, not_after)| *not_after > std::time::SystemTime::now()).map(|(k, _)| k);
+        let usable = self.usable();
         if usable.is_none() {
             tracing::debug!("no serving certificate available for the kubelet");
         }
@@ -119,6 +118,12 @@ fn not_after(key: &rustls::sign::CertifiedKey) -> Result<std::time::SystemTime, 
 }
 
 impl RotatingCert {
+    /// The current certificate unless it has expired.
+    fn usable(&self) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        let current = self.0.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        current.filter(|(_, not_after)| *not_after > std::time::SystemTime::now()).map(|(k, _)| k)
+    }
+
     /// Follows `updates` until the sender goes away.
     fn follow(
         mut updates: tokio::sync::watch::Receiver<Option<String>>,
@@ -518,5 +523,43 @@ fn client_cert(chain: Option<&[CertificateDer<'static>]>, ca: Option<&ClientCert
     match (chain.filter(|c| !c.is_empty()), ca) {
         (Some(chain), Some(ca)) => ca.verify(chain).map_or_else(ClientCert::Invalid, ClientCert::Valid),
         _ => ClientCert::None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A self-signed certificate and its key in one PEM text, valid until `not_after`.
+    fn pem(not_after: time::OffsetDateTime) -> String {
+        let mut params = rcgen::CertificateParams::new(vec!["node".to_string()]).expect("params");
+        params.not_before = not_after - time::Duration::days(2);
+        params.not_after = not_after;
+        let pair = rcgen::KeyPair::generate().expect("key");
+        let cert = params.self_signed(&pair).expect("sign");
+        format!("{}{}", cert.pem(), pair.serialize_pem())
+    }
+
+    #[tokio::test]
+    async fn an_expired_rotated_certificate_is_never_served() {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let now = time::OffsetDateTime::now_utc();
+        let (tx, rx) = tokio::sync::watch::channel(Some(pem(now - time::Duration::hours(1))));
+        let cert = RotatingCert::follow(rx, provider);
+        assert!(cert.usable().is_none(), "expired an hour ago");
+
+        tx.send(Some(pem(now + time::Duration::days(1)))).expect("send");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while cert.usable().is_none() {
+            assert!(tokio::time::Instant::now() < deadline, "the valid certificate was not taken");
+            tokio::task::yield_now().await;
+        }
+        let served = cert.usable().expect("valid");
+
+        // A replacement that does not parse keeps the one being served.
+        tx.send(Some("not a pem".into())).expect("send");
+        tokio::task::yield_now().await;
+        tokio::task::yield_now().await;
+        assert_eq!(cert.usable().map(|k| k.cert.clone()), Some(served.cert.clone()));
     }
 }

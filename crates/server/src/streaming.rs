@@ -284,4 +284,48 @@ mod tests {
         let spdy = Request::builder().uri("/portForward/ns/p").body(Body::empty()).expect("request");
         assert_eq!(port_forward_ports(&spdy), Ok(vec![]));
     }
+
+    /// A backend that answers every request with `status` and closes.
+    async fn backend(status: u16) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = l.local_addr().expect("addr");
+        tokio::spawn(async move {
+            while let Ok((mut c, _)) = l.accept().await {
+                let mut buf = [0u8; 1024];
+                let _ = c.read(&mut buf).await;
+                let answer = format!("HTTP/1.1 {status} X\r\nContent-Length: 4\r\nConnection: close\r\n\r\nnope");
+                let _ = c.write_all(answer.as_bytes()).await;
+            }
+        });
+        format!("http://{addr}/exec/abc")
+    }
+
+    fn upgrade_request() -> Request {
+        Request::builder()
+            .uri("/exec/ns/p/c?output=1")
+            .header(header::CONNECTION, "Upgrade")
+            .header(header::UPGRADE, "SPDY/3.1")
+            .body(Body::empty())
+            .expect("request")
+    }
+
+    async fn body_text(r: Response) -> (u16, String) {
+        let status = r.status().as_u16();
+        let bytes = axum::body::to_bytes(r.into_body(), 1 << 20).await.expect("body");
+        (status, String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    #[tokio::test]
+    async fn a_runtime_answer_that_is_no_upgrade_is_an_error_but_errors_pass_through() {
+        let url = backend(200).await;
+        let r = proxy_stream(upgrade_request(), &url).await;
+        assert_eq!(body_text(r).await, (500, "invalid upgrade response: status code 200\n".into()));
+        let url = backend(404).await;
+        let r = proxy_stream(upgrade_request(), &url).await;
+        assert_eq!(body_text(r).await, (404, "nope".into()), "the runtime's own error, as it is");
+        let plain = Request::builder().uri("/exec/ns/p/c").body(Body::empty()).expect("request");
+        let r = proxy_stream(plain, &url).await;
+        assert_eq!(body_text(r).await, (500, "Upgrade request required\n".into()));
+    }
 }

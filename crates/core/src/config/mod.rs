@@ -453,6 +453,9 @@ kubelet_configuration! {
         /// (announced with the node annotation `volumes.kubernetes.io/controller-managed-attach-detach`).
         /// `--enable-controller-attach-detach`.
         "enableControllerAttachDetach" => enable_controller_attach_detach: bool = true, Ptr;
+        /// How often pods' volume usage is measured (and how long a measurement is reused);
+        /// zero turns it off. `--volume-stats-agg-period`, default 1m.
+        "volumeStatsAggPeriod" => volume_stats_agg_period: Duration = Duration::from_secs(60), Value;
     }
     runtime {
         /// Directory for the kubelet's own files (volume mounts, checkpoints, …). `--root-dir`.
@@ -771,6 +774,7 @@ volumeStatsAggPeriod: 0s
         assert!(!c.rotate_certificates && !c.server_tls_bootstrap);
         assert_eq!(c.config_map_and_secret_change_detection_strategy, "Watch");
         assert!(c.enable_controller_attach_detach);
+        assert_eq!(c.volume_stats_agg_period, Duration::from_secs(60));
         assert_eq!((c.provider_id.as_str(), c.tls_cert_file.as_str(), c.tls_private_key_file.as_str()), ("", "", ""));
         assert_eq!((c.kubeconfig.as_deref(), c.bootstrap_kubeconfig.as_deref()), (None, None));
         assert_eq!(c.cert_dir, PathBuf::from("/var/lib/kubelet/pki"));
@@ -847,6 +851,7 @@ volumeStatsAggPeriod: 0s
         assert_eq!(c.file_check_frequency, Duration::from_secs(20));
         assert_eq!(c.sync_frequency, Duration::from_secs(60));
         assert_eq!(c.runtime_request_timeout, Duration::from_secs(120));
+        assert_eq!(c.volume_stats_agg_period, Duration::from_secs(60), "0s is defaulted, as upstream");
         assert_eq!(c.container_runtime_endpoint, "unix:///run/containerd/containerd.sock");
         // Nested objects keep the file's values and fill the rest from the defaults.
         assert_eq!(c.authentication["x509"]["clientCAFile"], "/etc/kubernetes/pki/ca.crt");

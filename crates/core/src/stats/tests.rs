@@ -91,6 +91,7 @@ fn setup() -> Setup {
         node_name: "n1".into(),
         root_dir: dir.path().join("root"),
         pod_logs_dir: dir.path().join("logs"),
+        volume_stats_agg_period: Duration::from_secs(60),
     };
     let provider = StatsProvider::new(cri.clone(), cri.clone(), host.clone(), clock.clone(), settings);
     Setup { cri, host, clock, provider, dir }
@@ -216,6 +217,37 @@ async fn pods_carry_their_running_containers_usage_logs_and_ephemeral_storage() 
     assert!(asked >= 1, "the first full summary asked for the sandbox's process");
     s.provider.summary(false).await.expect("summary");
     assert_eq!(s.cri.calls().iter().filter(|c| c.starts_with("PodSandboxStatus")).count(), asked, "pid cached");
+}
+
+#[tokio::test]
+async fn volume_usage_is_measured_once_per_volume_stats_agg_period() {
+    let s = setup();
+    let sandbox = s.cri.run_pod_sandbox(sandbox_config("web", "u1"), "").await.expect("sandbox");
+    running_container(&s.cri, &sandbox, "app").await;
+    let empty_dir = s.dir.path().join("root/pods/u1/volumes/kubernetes.io~empty-dir/cache");
+    std::fs::create_dir_all(&empty_dir).expect("mkdir");
+    std::fs::write(empty_dir.join("a"), vec![b'y'; 20_000]).expect("write");
+    let used = |sum: &Summary| sum.pods[0].volume_stats[0].fs.used_bytes.expect("volume usage");
+    let ephemeral = |sum: &Summary| sum.pods[0].ephemeral_storage.as_ref().and_then(|e| e.used_bytes);
+
+    let first = s.provider.summary(false).await.expect("summary");
+    let before = used(&first);
+    std::fs::write(empty_dir.join("b"), vec![b'y'; 40_000]).expect("write");
+    s.clock.advance(Duration::from_secs(59));
+    let cached = s.provider.summary(false).await.expect("summary");
+    assert_eq!(used(&cached), before, "within the period: the last measurement");
+    assert_eq!(cached.pods[0].volume_stats[0].fs.time, first.pods[0].volume_stats[0].fs.time, "and its time");
+    assert_eq!(ephemeral(&cached), ephemeral(&first), "ephemeral storage counts the same measurement");
+    s.clock.advance(Duration::from_secs(1));
+    let fresh = s.provider.summary(false).await.expect("summary");
+    assert!(used(&fresh) >= before + 40_000, "measured again: {} after {before}", used(&fresh));
+
+    // Zero turns volume measurement off, as upstream.
+    let mut settings = s.provider.settings.clone();
+    settings.volume_stats_agg_period = Duration::ZERO;
+    let off = StatsProvider::new(s.cri.clone(), s.cri.clone(), s.host.clone(), s.clock.clone(), settings);
+    let summary = off.summary(false).await.expect("summary");
+    assert!(summary.pods[0].volume_stats.is_empty());
 }
 
 #[test]

@@ -173,7 +173,7 @@ pub const UPSTREAM_FLAGS: &[UpstreamFlag] = &[
     imp("version", B),
     ign("vmodule", V),
     ign("volume-plugin-dir", V),
-    ign("volume-stats-agg-period", V),
+    imp("volume-stats-agg-period", V),
     // Removed upstream in 1.27, but kubeadm before 1.27 wrote `--container-runtime=remote` to
     // kubeadm-flags.env and such files outlive upgrades.
     guard("container-runtime", V, container_runtime),
