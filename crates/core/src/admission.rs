@@ -189,26 +189,7 @@ fn container_requests(c: &Container, keep: &dyn Fn(&str) -> bool) -> ResourceLis
 /// added. `keep` filters the container requests (upstream `removeMissingExtendedResources`).
 pub fn pod_requests(pod: &Pod, keep: &dyn Fn(&str) -> bool) -> BTreeMap<String, i128> {
     let Some(spec) = &pod.spec else { return ResourceList::new() };
-    let mut result = ResourceList::new();
-    for c in &spec.containers {
-        add_list(&mut result, &container_requests(c, keep));
-    }
-    let mut sidecars = ResourceList::new();
-    let mut init = ResourceList::new();
-    for c in spec.init_containers.iter().flatten() {
-        let reqs = container_requests(c, keep);
-        let step = if c.restart_policy.as_deref() == Some("Always") {
-            add_list(&mut result, &reqs);
-            add_list(&mut sidecars, &reqs);
-            sidecars.clone()
-        } else {
-            let mut combined = reqs;
-            add_list(&mut combined, &sidecars);
-            combined
-        };
-        max_list(&mut init, &step);
-    }
-    max_list(&mut result, &init);
+    let mut result = aggregate(pod, &|c| container_requests(c, keep), &mut |_| {});
     let pod_level = spec.resources.as_ref().and_then(|r| r.requests.as_ref());
     if pod_level.is_some_and(|r| r.keys().any(|n| is_pod_level_resource(n))) {
         for (name, q) in parse_list(pod_level, &|n| is_pod_level_resource(n)) {
@@ -217,6 +198,72 @@ pub fn pod_requests(pod: &Pod, keep: &dyn Fn(&str) -> bool) -> BTreeMap<String, 
     }
     add_list(&mut result, &parse_list(spec.overhead.as_ref(), &|_| true));
     result
+}
+
+/// Upstream `resource.PodLimits`, aggregated as [`pod_requests`]; the overhead is added only to
+/// the limits that are set. Also whether every container (and init step) limits cpu and
+/// memory (upstream's `ContainerFn` in `ResourceConfigForPod`); a pod-level limit declares it.
+pub fn pod_limits(pod: &Pod) -> (BTreeMap<String, i128>, bool, bool) {
+    let Some(spec) = &pod.spec else { return (ResourceList::new(), true, true) };
+    let (mut cpu_declared, mut memory_declared) = (true, true);
+    let limits = |c: &Container| parse_list(c.resources.as_ref().and_then(|r| r.limits.as_ref()), &|_| true);
+    let mut result = aggregate(pod, &limits, &mut |l| {
+        cpu_declared &= l.get("cpu").is_some_and(|q| *q != 0);
+        memory_declared &= l.get("memory").is_some_and(|q| *q != 0);
+    });
+    let pod_level = parse_list(spec.resources.as_ref().and_then(|r| r.limits.as_ref()), &|n| is_pod_level_resource(n));
+    for (name, q) in pod_level.into_iter().filter(|(_, q)| *q != 0) {
+        cpu_declared |= name == "cpu";
+        memory_declared |= name == "memory";
+        result.insert(name, q);
+    }
+    for (name, q) in parse_list(spec.overhead.as_ref(), &|_| true) {
+        if let Some(v) = result.get_mut(&name).filter(|v| **v != 0) {
+            *v = v.saturating_add(q);
+        }
+    }
+    (result, cpu_declared, memory_declared)
+}
+
+/// The containers' and init containers' `pick` lists aggregated as upstream's
+/// `AggregateContainerRequests`/`Limits`; `each` sees every regular container's list and every
+/// init container step (a sidecar with those before it, a regular init container with the
+/// sidecars before it).
+fn aggregate(
+    pod: &Pod,
+    pick: &dyn Fn(&Container) -> ResourceList,
+    each: &mut dyn FnMut(&ResourceList),
+) -> ResourceList {
+    let Some(spec) = &pod.spec else { return ResourceList::new() };
+    let mut result = ResourceList::new();
+    for c in &spec.containers {
+        let l = pick(c);
+        each(&l);
+        add_list(&mut result, &l);
+    }
+    let mut sidecars = ResourceList::new();
+    let mut init = ResourceList::new();
+    for c in spec.init_containers.iter().flatten() {
+        let l = pick(c);
+        let step = if c.restart_policy.as_deref() == Some("Always") {
+            add_list(&mut result, &l);
+            add_list(&mut sidecars, &l);
+            sidecars.clone()
+        } else {
+            let mut combined = l;
+            add_list(&mut combined, &sidecars);
+            combined
+        };
+        each(&step);
+        max_list(&mut init, &step);
+    }
+    max_list(&mut result, &init);
+    result
+}
+
+/// The pod's `spec.overhead` (nano-units).
+pub fn pod_overhead(pod: &Pod) -> BTreeMap<String, i128> {
+    parse_list(pod.spec.as_ref().and_then(|s| s.overhead.as_ref()), &|_| true)
 }
 
 /// Upstream `IsSupportedPodLevelResource`.

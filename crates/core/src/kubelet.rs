@@ -35,6 +35,10 @@ use crate::volume::VolumeManager;
 const HOUSEKEEPING: Duration = Duration::from_secs(2);
 /// Retry delay when the runtime could not be read.
 const RUNTIME_RETRY: Duration = Duration::from_secs(5);
+/// How often the QoS cgroups follow the pods (upstream `periodicQOSCgroupUpdateInterval`).
+const QOS_UPDATE_PERIOD: Duration = Duration::from_secs(60);
+/// The Event when a pod's cgroup cannot be made (upstream `events.FailedToCreatePodContainer`).
+pub const FAILED_TO_CREATE_POD_CONTAINER: &str = "FailedToCreatePodContainer";
 
 /// Shared liveness of the sync loop for `/healthz` (upstream `syncLoopMonitor`).
 #[derive(Debug, Clone)]
@@ -84,6 +88,8 @@ pub struct Kubelet {
     metrics: Option<Arc<KubeletMetrics>>,
     /// When each pod was first synced (for `kubelet_pod_start_duration_seconds`).
     first_seen: Mutex<HashMap<String, Duration>>,
+    /// With `cgroupsPerQOS`: the pod and QoS cgroups.
+    cm: Option<Arc<crate::cm::ContainerManager>>,
 }
 
 impl Kubelet {
@@ -118,7 +124,59 @@ impl Kubelet {
             reasons: Mutex::default(),
             metrics: None,
             first_seen: Mutex::default(),
+            cm: None,
         }
+    }
+
+    /// Gives each pod a cgroup of its own before its sandbox (`cgroupsPerQOS`).
+    pub fn with_container_manager(mut self, cm: Arc<crate::cm::ContainerManager>) -> Self {
+        self.cm = Some(cm);
+        self
+    }
+
+    /// The pods that may still run: known, not terminated and not in a terminal phase.
+    fn active_pods(&self) -> Vec<Arc<Pod>> {
+        self.statuses
+            .entries()
+            .into_iter()
+            .filter(|(_, e)| !e.terminated && !is_terminal(e.status.phase.as_deref()))
+            .map(|(_, e)| e.pod)
+            .collect()
+    }
+
+    /// Upstream `UpdateQOSCgroups` over the active pods (and `extra`, not yet among them).
+    pub fn update_qos_cgroups(&self, extra: Option<&Pod>) {
+        let Some(cm) = &self.cm else { return };
+        let active = self.active_pods();
+        let uid = extra.map(labels::uid_of);
+        let mut pods: Vec<&Pod> =
+            active.iter().map(|p| p.as_ref()).filter(|p| Some(labels::uid_of(p)) != uid).collect();
+        pods.extend(extra);
+        if let Err(e) = cm.update_qos_cgroups(&pods) {
+            tracing::warn!("Failed to update QoS cgroups: {e}");
+        }
+    }
+
+    /// Upstream syncPod's cgroup step: the pod's cgroup exists (with its limits) before its
+    /// sandbox; the QoS cgroups are updated first when it is new.
+    fn ensure_pod_cgroup(&self, pod: &Pod) -> Result<(), String> {
+        let Some(cm) = &self.cm else { return Ok(()) };
+        if cm.pod_cgroup_exists(pod) {
+            return Ok(());
+        }
+        self.update_qos_cgroups(Some(pod));
+        cm.ensure_pod_cgroup(pod).map_err(|e| {
+            self.recorder.record(crate::events::pod_event(
+                pod,
+                EventType::Warning,
+                FAILED_TO_CREATE_POD_CONTAINER,
+                format!("unable to ensure pod container exists: {e}"),
+            ));
+            format!(
+                "failed to ensure that the pod: {} cgroups exist and are correctly applied: {e}",
+                labels::uid_of(pod)
+            )
+        })
     }
 
     /// Records pod start and pod sync durations in `metrics`.
@@ -152,6 +210,10 @@ impl Kubelet {
         if is_terminal(self.update_status(&pod, &rt, false).as_deref()) {
             return SyncOutcome { requeue_after: None, terminal: true };
         }
+        if let Err(e) = self.ensure_pod_cgroup(&pod) {
+            tracing::warn!(pod = %crate::events::pod_key(&pod), "{e}");
+            return SyncOutcome { requeue_after: Some(RUNTIME_RETRY), terminal: false };
+        }
         let result = tokio::select! {
             r = self.runtime.sync_pod(&pod, &rt) => r,
             _ = cancel.cancelled() => return SyncOutcome::default(),
@@ -179,6 +241,7 @@ impl Kubelet {
         self.probes.stop_liveness_and_startup(uid);
         let rt = self.runtime.get_pod_status(uid).await.map_err(|e| e.to_string())?;
         self.runtime.kill_pod(pod, &rt, grace).await;
+        self.update_qos_cgroups(None);
         let after = self.runtime.get_pod_status(uid).await.map_err(|e| e.to_string())?;
         let still: Vec<&str> = after
             .containers
@@ -193,6 +256,43 @@ impl Kubelet {
             self.update_status(&Arc::new(pod.clone()), &after, true);
         }
         Ok(())
+    }
+
+    /// Upstream SyncTerminatedPod's last step: the pod's cgroup goes once its volumes are down.
+    fn destroy_pod_cgroup(&self, uid: &str) -> Result<(), String> {
+        let Some(cm) = &self.cm else { return Ok(()) };
+        if let Some(cgroup) = cm.find_pod_cgroup(uid) {
+            cm.destroy(&cgroup)?;
+            tracing::debug!(pod_uid = %uid, "Pod termination removed cgroups");
+        }
+        Ok(())
+    }
+
+    /// Upstream `cleanupOrphanedPodCgroups`: the cgroups of pods no worker knows go — at once
+    /// when their volumes are gone, else they are left at minimum cpu shares until then.
+    fn cleanup_orphaned_pod_cgroups(&self, possibly_running: &dyn Fn(&str) -> bool) {
+        let Some(cm) = &self.cm else { return };
+        let pods = match cm.pods_in_cgroups() {
+            Ok(p) => p,
+            Err(e) => return tracing::warn!("failed to get list of pods that still exist on cgroup mounts: {e}"),
+        };
+        for (uid, cgroup) in pods {
+            if possibly_running(&uid) {
+                continue;
+            }
+            let volumes = std::fs::read_dir(self.dirs.volumes_dir(&uid)).is_ok_and(|mut d| d.next().is_some());
+            if volumes {
+                tracing::info!(pod_uid = %uid, "Orphaned pod found, but volumes not yet removed. Reducing cpu to minimum");
+                if let Err(e) = cm.reduce_cpu_limits(&cgroup) {
+                    tracing::warn!(pod_uid = %uid, "reducing cpu of an orphaned pod cgroup: {e}");
+                }
+                continue;
+            }
+            tracing::info!(pod_uid = %uid, "removing the cgroup of an orphaned pod");
+            if let Err(e) = cm.destroy(&cgroup) {
+                tracing::warn!(pod_uid = %uid, "{e}");
+            }
+        }
     }
 
     /// The probe result counters behind `prober_probe_total`.
@@ -331,12 +431,16 @@ impl PodSyncer for Kubelet {
         if !removed {
             // A completed pod keeps its containers (logs, status) until it is removed.
             self.volumes.teardown_pod_volumes(uid).await.map_err(|e| e.to_string())?;
+            self.destroy_pod_cgroup(uid)?;
             self.statuses.mark_terminated(uid);
+            // Not waiting for the periodic update: the QoS shares stop counting this pod now.
+            self.update_qos_cgroups(None);
             return Ok(());
         }
         let rt = self.runtime.get_pod_status(uid).await.map_err(|e| e.to_string())?;
         self.runtime.remove_pod(&rt).await.map_err(|e| e.to_string())?;
         self.volumes.teardown_pod_volumes(uid).await.map_err(|e| e.to_string())?;
+        self.destroy_pod_cgroup(uid)?;
         self.volumes.cleanup_pod_dir(uid).map_err(|e| e.to_string())?;
         // containerd leaves log files behind: the pod's log directory is ours to remove.
         let log_dir = match pod {
@@ -356,6 +460,7 @@ impl PodSyncer for Kubelet {
         if let Ok(mut r) = self.reasons.lock() {
             r.remove(uid);
         }
+        self.update_qos_cgroups(None);
         Ok(())
     }
 }
@@ -450,6 +555,8 @@ impl SyncLoop {
         let mut probe_updates = self.probe_updates.take();
         let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
         housekeeping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut qos_update = tokio::time::interval(QOS_UPDATE_PERIOD);
+        qos_update.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
             self.health.beat();
             tokio::select! {
@@ -477,6 +584,7 @@ impl SyncLoop {
                     tracing::debug!(pod_uid = %u.pod_uid, container_id = %u.container_id, probe = %u.probe, result = ?u.result, "probe result changed");
                     self.workers.wake(&u.pod_uid);
                 }
+                _ = qos_update.tick() => self.kubelet.update_qos_cgroups(None),
                 _ = housekeeping.tick() => {
                     // Orphans are only judged once every source said what it wants.
                     if config.seen_all_sources() || !sources_open {
@@ -586,6 +694,7 @@ impl SyncLoop {
             }
             Err(e) => tracing::warn!("housekeeping: reading pod directories: {e}"),
         }
+        self.kubelet.cleanup_orphaned_pod_cgroups(&|uid| desired.contains_key(uid) || self.workers.is_known(uid));
     }
 }
 

@@ -3,6 +3,7 @@
 
 pub mod admission;
 pub mod clock;
+pub mod cm;
 pub mod config;
 pub mod container;
 pub mod events;

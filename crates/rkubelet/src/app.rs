@@ -153,7 +153,9 @@ pub async fn run(cfg: KubeletConfiguration) -> anyhow::Result<()> {
     let sync_health = SyncLoopHealth::new(cfg.sync_frequency);
     let pleg = Pleg::new(cri.clone(), Duration::from_secs(1)).with_metrics(metrics.clone());
     let statuses_for_api = statuses.clone();
-    let memory_capacity = sys::node_info::machine_info().map(|m| m.memory_bytes).unwrap_or(0);
+    let machine = sys::node_info::machine_info().unwrap_or_default();
+    let memory_capacity = machine.memory_bytes;
+    let cm = start_container_manager(&cfg, &machine)?;
     let stats = Arc::new(core_kubelet::stats::StatsProvider::new(
         cri.clone(),
         remote.clone(),
@@ -245,6 +247,21 @@ pub async fn run(cfg: KubeletConfiguration) -> anyhow::Result<()> {
             cluster_domain: cfg.cluster_domain.clone(),
             host: host_resolver(&cfg.resolv_conf)?,
         },
+        resources: core_kubelet::runtime::resources::ResourceSettings {
+            memory_capacity,
+            cpu_cfs_quota: cfg.cpu_cfs_quota,
+            cpu_period_us: i64::try_from(cfg.cpu_cfs_quota_period.as_micros()).unwrap_or(100_000),
+            hugepage_sizes: match &cm {
+                // A runtime cannot apply hugepage limits without the hugetlb controller.
+                Some(cm) if !cm.has_hugetlb() => Vec::new(),
+                _ => machine
+                    .hugepages
+                    .iter()
+                    .filter_map(|(kib, _)| core_kubelet::cm::hugepage_unit_size(kib.saturating_mul(1024)))
+                    .collect(),
+            },
+            cgroups: cm.as_ref().map(|c| c.layout().clone()),
+        },
     };
     let (probe_results, probe_updates) = core_kubelet::prober::ProbeResults::new();
     let runtime = Arc::new(
@@ -260,10 +277,13 @@ pub async fn run(cfg: KubeletConfiguration) -> anyhow::Result<()> {
         .with_probe_results(probe_results)
         .with_metrics(metrics.clone()),
     );
-    let kubelet = Arc::new(
+    let mut kubelet =
         Kubelet::new(runtime, cri.clone(), volumes, dirs, statuses, recorder, clock, node_ips.first().cloned())
-            .with_metrics(metrics.clone()),
-    );
+            .with_metrics(metrics.clone());
+    if let Some(cm) = cm {
+        kubelet = kubelet.with_container_manager(cm);
+    }
+    let kubelet = Arc::new(kubelet);
     let _ = host.probe_counters.set(kubelet.probe_counters());
     let workers = PodWorkers::new(kubelet.clone(), cfg.sync_frequency, shutdown.clone());
 
@@ -303,4 +323,41 @@ pub async fn run(cfg: KubeletConfiguration) -> anyhow::Result<()> {
     shutdown.cancel();
     tracing::info!("rkubelet stopped");
     Ok(())
+}
+
+/// With `cgroupsPerQOS`: the container manager, after `setupNode` made `<cgroupRoot>/kubepods`
+/// (limited to the node's capacity: nothing is reserved yet) and the QoS cgroups. A missing
+/// cgroup root or a cgroup that cannot be written stops the kubelet, as upstream's does.
+fn start_container_manager(
+    cfg: &KubeletConfiguration,
+    machine: &sys::node_info::MachineInfo,
+) -> anyhow::Result<Option<Arc<core_kubelet::cm::ContainerManager>>> {
+    use core_kubelet::cm::{CgroupLayout, ContainerManager, Driver, PodCgroupSettings};
+    if !cfg.cgroups_per_qos {
+        return Ok(None);
+    }
+    let root = if cfg.cgroup_root.is_empty() { "/" } else { cfg.cgroup_root.as_str() };
+    let driver = Driver::parse(&cfg.cgroup_driver).map_err(anyhow::Error::msg)?;
+    let fs =
+        sys::cgroup::CgroupFs::open(std::path::Path::new("/sys/fs/cgroup")).context("reading the cgroup filesystem")?;
+    let cm = ContainerManager::new(
+        fs,
+        PodCgroupSettings {
+            layout: CgroupLayout::new(driver, root),
+            enforce_cpu_limits: cfg.cpu_cfs_quota,
+            cpu_period_us: u64::try_from(cfg.cpu_cfs_quota_period.as_micros()).unwrap_or(100_000),
+            pod_pids_limit: cfg.pod_pids_limit,
+        },
+    );
+    let pid_max = std::fs::read_to_string("/proc/sys/kernel/pid_max").ok().and_then(|p| p.trim().parse::<i64>().ok());
+    let milli_cpus = i64::try_from(machine.num_cpus.saturating_mul(1000)).unwrap_or(i64::MAX);
+    let node = sys::cgroup::CgroupResources {
+        cpu_shares: u64::try_from(core_kubelet::runtime::resources::milli_cpu_to_shares(milli_cpus)).ok(),
+        memory_limit: i64::try_from(machine.memory_bytes).ok().filter(|m| *m > 0),
+        pids_limit: pid_max,
+        ..Default::default()
+    };
+    cm.start(root, &node).map_err(|e| anyhow::anyhow!("failed to start the container manager: {e}"))?;
+    tracing::info!(cgroup = %cm.layout().name(&cm.layout().node), driver = %cfg.cgroup_driver, "pod cgroups enabled");
+    Ok(Some(Arc::new(cm)))
 }

@@ -151,6 +151,26 @@ pub struct Flags {
         "Specifies interval for kubelet to calculate and cache the volume disk usage for all pods and volumes.  To disable volume calculations, set to a negative number. (default 1m0s)"))]
     pub volume_stats_agg_period: Option<Duration>,
 
+    #[arg(long = "cgroups-per-qos", value_name = "bool", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = parse_bool, help = help_with_note(
+        "Enable creation of QoS cgroup hierarchy, if true top level QoS and pod cgroups are created. (default true)"))]
+    pub cgroups_per_qos: Option<bool>,
+
+    #[arg(long = "cgroup-driver", value_name = "string", help = help_with_note(
+        "Driver that the kubelet uses to manipulate cgroups on the host.  Possible values: 'cgroupfs', 'systemd' (default \"cgroupfs\")"))]
+    pub cgroup_driver: Option<String>,
+
+    #[arg(long = "cgroup-root", value_name = "string", help = help_with_note(
+        "Optional root cgroup to use for pods. This is handled by the container runtime on a best effort basis. Default: '', which means use the container runtime default."))]
+    pub cgroup_root: Option<String>,
+
+    #[arg(long = "cpu-cfs-quota", value_name = "bool", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = parse_bool, help = help_with_note(
+        "Enable CPU CFS quota enforcement for containers that specify CPU limits (default true)"))]
+    pub cpu_cfs_quota: Option<bool>,
+
+    #[arg(long = "cpu-cfs-quota-period", value_name = "duration", value_parser = parse_duration, help = help_with_note(
+        "Sets CPU CFS quota period value, cpu.cfs_period_us, defaults to Linux Kernel default (default 100ms)"))]
+    pub cpu_cfs_quota_period: Option<Duration>,
+
     #[arg(long = "cluster-dns", value_name = "strings", value_delimiter = ',', help = help_with_note(
         "Comma-separated list of DNS server IP address. This value is used for containers DNS server in case of Pods with \"dnsPolicy=ClusterFirst\". Note: all DNS servers appearing in the list MUST serve the same set of records otherwise name resolution within the cluster may not work correctly. There is no guarantee as to which DNS server may be contacted for name resolution."))]
     pub cluster_dns: Option<Vec<String>>,
@@ -374,6 +394,11 @@ impl Flags {
             runtime_request_timeout: self.runtime_request_timeout,
             sync_frequency: self.sync_frequency,
             volume_stats_agg_period: self.volume_stats_agg_period,
+            cgroups_per_qos: self.cgroups_per_qos,
+            cgroup_driver: self.cgroup_driver.clone(),
+            cgroup_root: self.cgroup_root.clone(),
+            cpu_cfs_quota: self.cpu_cfs_quota,
+            cpu_cfs_quota_period: self.cpu_cfs_quota_period,
             cluster_dns: self.cluster_dns.clone(),
             cluster_domain: self.cluster_domain.clone(),
             resolv_conf: self.resolv_conf.clone(),
@@ -556,7 +581,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = write_config(
             dir.path(),
-            "maxPods: 50\nclusterDomain: cluster.local\nstaticPodPath: manifests\ncgroupDriver: systemd\n",
+            "maxPods: 50\nclusterDomain: cluster.local\nstaticPodPath: manifests\nqosReserved:\n  memory: 50%\n",
         );
         let config_arg = format!("--config={}", path.display());
 
@@ -566,7 +591,7 @@ mod tests {
         assert_eq!(file_only.config.static_pod_path, dir.path().join("manifests").to_string_lossy());
         assert_eq!(file_only.config.sync_frequency, Duration::from_secs(60), "default when unset");
         assert_eq!(file_only.warnings.len(), 1);
-        assert!(file_only.warnings[0].contains("\"cgroupDriver\""), "{:?}", file_only.warnings);
+        assert!(file_only.warnings[0].contains("\"qosReserved\""), "{:?}", file_only.warnings);
 
         let both = load(args(&[&config_arg, "--max-pods=20", "--pod-manifest-path", "/srv/pods"])).unwrap();
         assert_eq!(both.config.max_pods, 20, "flag beats file");
@@ -630,14 +655,9 @@ mod tests {
             "node-role.kubernetes.io/control-plane:NoSchedule"
         );
         assert_eq!(c.cloud_provider, "external");
+        assert_eq!(c.cgroup_driver, "systemd");
         assert!(c.rotate_certificates);
-        assert_eq!(
-            loaded.warnings,
-            [
-                "flag --pod-infra-container-image is not supported by rkubelet and is ignored",
-                "flag --cgroup-driver is not supported by rkubelet and is ignored",
-            ]
-        );
+        assert_eq!(loaded.warnings, ["flag --pod-infra-container-image is not supported by rkubelet and is ignored"]);
     }
 
     #[test]
@@ -723,6 +743,24 @@ mod tests {
         assert_eq!(c.max_pods, 60, "drop-in beats file");
         assert_eq!(c.cluster_domain, "file.local");
         assert_eq!(c.sync_frequency, Duration::from_secs(45), "flag beats drop-in");
+    }
+
+    #[test]
+    fn cgroup_flags_reach_the_configuration() {
+        let c = load(args(&[
+            "--cgroups-per-qos=false",
+            "--cgroup-driver=systemd",
+            "--cgroup-root=/edge",
+            "--cpu-cfs-quota=false",
+            "--cpu-cfs-quota-period=50ms",
+        ]))
+        .unwrap()
+        .config;
+        assert!(!c.cgroups_per_qos && !c.cpu_cfs_quota);
+        assert_eq!((c.cgroup_driver.as_str(), c.cgroup_root.as_str()), ("systemd", "/edge"));
+        assert_eq!(c.cpu_cfs_quota_period, Duration::from_millis(50));
+        let err = load(args(&["--cgroup-driver=openrc"])).unwrap_err().to_string();
+        assert!(err.contains("cgroupDriver (--cgroup-driver) \"openrc\""), "{err}");
     }
 
     #[test]

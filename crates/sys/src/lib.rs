@@ -5,6 +5,7 @@
 //! names the path it concerns and the cause.
 
 pub mod atomic_writer;
+pub mod cgroup;
 mod error;
 pub mod fs;
 pub mod host;

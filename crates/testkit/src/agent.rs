@@ -273,7 +273,18 @@ async fn remove_node_pods(env: &NodeEnv, node: &str, root: &Path) {
         if static_pod || api_pod {
             let _ = rt.stop_pod_sandbox(&s.id).await;
             let _ = rt.remove_pod_sandbox(&s.id).await;
+            if let Some(uid) = s.labels.get("io.kubernetes.pod.uid") {
+                remove_pod_cgroups(uid);
+            }
         }
+    }
+}
+
+/// Removes the (by now empty) cgroups a killed agent left for a pod under `/kubepods`.
+fn remove_pod_cgroups(uid: &str) {
+    let Ok(fs) = sys::cgroup::CgroupFs::open(Path::new("/sys/fs/cgroup")) else { return };
+    for qos in ["", "burstable/", "besteffort/"] {
+        let _ = fs.remove(&format!("/kubepods/{qos}pod{uid}"));
     }
 }
 

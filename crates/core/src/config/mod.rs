@@ -456,6 +456,18 @@ kubelet_configuration! {
         /// How often pods' volume usage is measured (and how long a measurement is reused);
         /// zero turns it off. `--volume-stats-agg-period`, default 1m.
         "volumeStatsAggPeriod" => volume_stats_agg_period: Duration = Duration::from_secs(60), Value;
+        /// Pod and QoS cgroups under `<cgroupRoot>/kubepods` (pods' cgroup parents).
+        /// `--cgroups-per-qos`.
+        "cgroupsPerQOS" => cgroups_per_qos: bool = true, Ptr;
+        /// How cgroups are named for the runtime: "cgroupfs" or "systemd" (must match the
+        /// runtime's). `--cgroup-driver`.
+        "cgroupDriver" => cgroup_driver: String = "cgroupfs".to_owned(), Value;
+        /// The cgroup the kubelet's `kubepods` hierarchy goes under; "" is `/`. `--cgroup-root`.
+        "cgroupRoot" => cgroup_root: String = String::new(), Value;
+        /// Enforce cpu limits as CFS quotas. `--cpu-cfs-quota`.
+        "cpuCFSQuota" => cpu_cfs_quota: bool = true, Ptr;
+        /// The CFS period cpu limits are quotas of. `--cpu-cfs-quota-period`, default 100ms.
+        "cpuCFSQuotaPeriod" => cpu_cfs_quota_period: Duration = Duration::from_millis(100), Value;
     }
     runtime {
         /// Directory for the kubelet's own files (volume mounts, checkpoints, …). `--root-dir`.
@@ -526,6 +538,18 @@ impl KubeletConfiguration {
             if value.is_zero() {
                 errs.push(format!("{name} ({flag}) {} must be greater than zero", format_duration(value)));
             }
+        }
+        if !matches!(self.cgroup_driver.as_str(), "cgroupfs" | "systemd") {
+            errs.push(format!(
+                "cgroupDriver (--cgroup-driver) {:?} must be \"cgroupfs\" or \"systemd\"",
+                self.cgroup_driver
+            ));
+        }
+        if self.cpu_cfs_quota_period < Duration::from_millis(1) || self.cpu_cfs_quota_period > Duration::from_secs(1) {
+            errs.push(format!(
+                "cpuCFSQuotaPeriod (--cpu-cfs-quota-period) {} must be between 1ms and 1sec, inclusive",
+                format_duration(self.cpu_cfs_quota_period)
+            ));
         }
         if self.node_lease_duration_seconds == 0 {
             errs.push("nodeLeaseDurationSeconds must be greater than 0".to_owned());
@@ -775,6 +799,8 @@ volumeStatsAggPeriod: 0s
         assert_eq!(c.config_map_and_secret_change_detection_strategy, "Watch");
         assert!(c.enable_controller_attach_detach);
         assert_eq!(c.volume_stats_agg_period, Duration::from_secs(60));
+        assert!(c.cgroups_per_qos && c.cpu_cfs_quota && c.cgroup_root.is_empty());
+        assert_eq!((c.cgroup_driver.as_str(), c.cpu_cfs_quota_period), ("cgroupfs", Duration::from_millis(100)));
         assert_eq!((c.provider_id.as_str(), c.tls_cert_file.as_str(), c.tls_private_key_file.as_str()), ("", "", ""));
         assert_eq!((c.kubeconfig.as_deref(), c.bootstrap_kubeconfig.as_deref()), (None, None));
         assert_eq!(c.cert_dir, PathBuf::from("/var/lib/kubelet/pki"));
@@ -827,16 +853,13 @@ volumeStatsAggPeriod: 0s
         let (file, warnings) = parse(KUBEADM_CONFIG).unwrap();
         // kubeadm's `0s`, `0` and `{}` values are Go zero values: they set nothing, so only the
         // fields that do set something are reported.
-        assert_eq!(
-            warnings,
-            vec!["unsupported KubeletConfiguration field \"cgroupDriver\" in /etc/kubernetes/kubelet.yaml is ignored"]
-        );
+        assert!(warnings.is_empty(), "{warnings:?}");
         let with_values = KUBEADM_CONFIG
             .replace("shutdownGracePeriod: 0s", "shutdownGracePeriod: 30s")
             .replace("memorySwap: {}", "memorySwap:\n  swapBehavior: LimitedSwap");
         let (_, warnings) = parse(&with_values).unwrap();
-        assert_eq!(warnings.len(), 3, "{warnings:#?}");
-        for field in ["cgroupDriver", "shutdownGracePeriod", "memorySwap"] {
+        assert_eq!(warnings.len(), 2, "{warnings:#?}");
+        for field in ["shutdownGracePeriod", "memorySwap"] {
             let expected = format!(
                 "unsupported KubeletConfiguration field \"{field}\" in /etc/kubernetes/kubelet.yaml is ignored"
             );
@@ -852,6 +875,8 @@ volumeStatsAggPeriod: 0s
         assert_eq!(c.sync_frequency, Duration::from_secs(60));
         assert_eq!(c.runtime_request_timeout, Duration::from_secs(120));
         assert_eq!(c.volume_stats_agg_period, Duration::from_secs(60), "0s is defaulted, as upstream");
+        assert_eq!(c.cgroup_driver, "systemd");
+        assert!(c.cgroups_per_qos && c.cpu_cfs_quota);
         assert_eq!(c.container_runtime_endpoint, "unix:///run/containerd/containerd.sock");
         // Nested objects keep the file's values and fill the rest from the defaults.
         assert_eq!(c.authentication["x509"]["clientCAFile"], "/etc/kubernetes/pki/ca.crt");

@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::{Container, Pod};
 
 use crate::runtime::env::expand;
 use crate::runtime::labels::{container_annotations, container_labels};
-use crate::runtime::resources::linux_container_resources;
+use crate::runtime::resources::{ResourceSettings, linux_container_resources};
 use crate::runtime::sandbox::namespace_options;
 
 fn security_context(pod: &Pod, c: &Container) -> api::LinuxContainerSecurityContext {
@@ -44,6 +44,7 @@ pub fn generate_container_config(
     image_ref: &str,
     mounts: Vec<api::Mount>,
     env: Vec<(String, String)>,
+    resources: &ResourceSettings,
 ) -> api::ContainerConfig {
     let lookup: HashMap<&str, &str> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let expand_all = |v: &Option<Vec<String>>| v.iter().flatten().map(|s| expand(s, &lookup)).collect::<Vec<_>>();
@@ -69,7 +70,7 @@ pub fn generate_container_config(
         stdin_once: c.stdin_once.unwrap_or(false),
         tty: c.tty.unwrap_or(false),
         linux: Some(api::LinuxContainerConfig {
-            resources: Some(linux_container_resources(c)),
+            resources: Some(linux_container_resources(pod, c, resources)),
             security_context: Some(security_context(pod, c)),
         }),
         ..Default::default()

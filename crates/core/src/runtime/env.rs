@@ -468,7 +468,7 @@ mod tests {
         c.command = Some(vec!["echo".into(), "$(GREETING)".into()]);
         let ctx = EnvContext { pod_ips: vec!["10.1.1.2".into()], node_name: "n1".into(), ..Default::default() };
         let env = make_env(&pod(), &c, &ctx, &EnvObjects::default()).expect("env");
-        let cfg = generate_container_config(&pod(), &c, 2, "sha256:abc", vec![], env);
+        let cfg = generate_container_config(&pod(), &c, 2, "sha256:abc", vec![], env, &Default::default());
         let get = |k: &str| cfg.envs.iter().find(|e| e.key == k).map(|e| e.value.clone());
         assert_eq!(get("POD").as_deref(), Some("p-n1"));
         assert_eq!(get("IP").as_deref(), Some("10.1.1.2"));

@@ -415,7 +415,8 @@ impl RuntimeManager {
             Ok(m) => m,
             Err(e) => return config_error(result, CREATE_CONTAINER_CONFIG_ERROR, e.to_string()),
         };
-        let config = generate_container_config(pod, c, restart_count, &image_ref, mounts, env);
+        let config =
+            generate_container_config(pod, c, restart_count, &image_ref, mounts, env, &self.settings.resources);
         let log_dir = pod_logs_dir(&self.settings.pod_logs_dir, pod).join(&c.name);
         if let Err(e) = tokio::fs::create_dir_all(&log_dir).await {
             return config_error(

@@ -41,6 +41,7 @@ fn harness_with(probes: crate::prober::ProbeResults) -> Harness {
         host_ips: vec!["192.0.2.10".into()],
         pod_logs_dir: dir.path().join("logs"),
         dns: DnsSettings::default(),
+        resources: Default::default(),
     };
     let manager = RuntimeManager::new(
         fake.clone(),

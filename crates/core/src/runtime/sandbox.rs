@@ -18,6 +18,8 @@ pub struct RuntimeSettings {
     pub host_ips: Vec<String>,
     pub pod_logs_dir: PathBuf,
     pub dns: DnsSettings,
+    /// Cgroups, CFS quota, OOM score and hugepage settings of containers and sandboxes.
+    pub resources: crate::runtime::resources::ResourceSettings,
 }
 
 /// `<podLogsDir>/<namespace>_<name>_<uid>` (upstream `BuildPodLogsDirectory`).
@@ -108,6 +110,7 @@ pub fn generate_sandbox_config(pod: &Pod, attempt: u32, s: &RuntimeSettings) -> 
         .and_then(|p| p.sysctls.as_ref())
         .map(|v| v.iter().map(|s| (s.name.clone(), s.value.clone())).collect())
         .unwrap_or_default();
+    let (resources, overhead) = crate::runtime::resources::sandbox_resources(pod, &s.resources);
     let config = api::PodSandboxConfig {
         metadata: Some(api::PodSandboxMetadata {
             name: pod.metadata.name.clone().unwrap_or_default(),
@@ -131,7 +134,9 @@ pub fn generate_sandbox_config(pod: &Pod, attempt: u32, s: &RuntimeSettings) -> 
                 ..Default::default()
             }),
             sysctls,
-            ..Default::default()
+            cgroup_parent: s.resources.cgroups.as_ref().map(|l| l.name(&l.pod_cgroup(pod))).unwrap_or_default(),
+            resources: Some(resources),
+            overhead,
         }),
         windows: None,
     };
@@ -150,6 +155,7 @@ mod tests {
             host_ips: vec![],
             pod_logs_dir: "/var/log/pods".into(),
             dns: DnsSettings::default(),
+            resources: Default::default(),
         }
     }
 

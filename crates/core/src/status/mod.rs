@@ -16,7 +16,7 @@
 mod conditions;
 mod containers;
 mod phase;
-mod qos;
+pub mod qos;
 
 #[cfg(test)]
 mod tests;

@@ -46,6 +46,7 @@ fn harness() -> Harness {
         host_ips: vec!["192.0.2.10".into()],
         pod_logs_dir: dir.path().join("logs"),
         dns: DnsSettings::default(),
+        resources: Default::default(),
     };
     let manager = RuntimeManager::new(
         fake.clone(),

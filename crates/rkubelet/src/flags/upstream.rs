@@ -52,9 +52,9 @@ pub const UPSTREAM_FLAGS: &[UpstreamFlag] = &[
     imp("authorization-webhook-cache-unauthorized-ttl", V),
     imp("bootstrap-kubeconfig", V),
     imp("cert-dir", V),
-    ign("cgroup-driver", V),
-    ign("cgroup-root", V),
-    ign("cgroups-per-qos", B),
+    imp("cgroup-driver", V),
+    imp("cgroup-root", V),
+    imp("cgroups-per-qos", B),
     imp("client-ca-file", V),
     imp("cloud-provider", V),
     imp("cluster-dns", V),
@@ -65,8 +65,8 @@ pub const UPSTREAM_FLAGS: &[UpstreamFlag] = &[
     ign("container-log-max-size", V),
     imp("container-runtime-endpoint", V),
     ign("contention-profiling", B),
-    ign("cpu-cfs-quota", B),
-    ign("cpu-cfs-quota-period", V),
+    imp("cpu-cfs-quota", B),
+    imp("cpu-cfs-quota-period", V),
     ign("cpu-manager-policy", V),
     ign("cpu-manager-policy-options", V),
     ign("cpu-manager-reconcile-period", V),
@@ -336,7 +336,8 @@ mod tests {
             "--pod-infra-container-image",
             "pause:3.10",
             "--fail-swap-on=false",
-            "--cgroups-per-qos",
+            "--qos-reserved",
+            "memory=50%",
             "--max-pods",
             "20",
             "--kube-reserved",
@@ -348,14 +349,13 @@ mod tests {
             "--feature-gates=B=false",
         ])
         .unwrap();
-        assert_eq!(kept, ["--max-pods", "20", "--kube-api-qps=5", "-v", "3"]);
+        assert_eq!(kept, ["--cgroup-driver=systemd", "--max-pods", "20", "--kube-api-qps=5", "-v", "3"]);
         assert_eq!(
             warnings,
             [
-                "flag --cgroup-driver is not supported by rkubelet and is ignored",
                 "flag --pod-infra-container-image is not supported by rkubelet and is ignored",
                 "flag --fail-swap-on is not supported by rkubelet and is ignored",
-                "flag --cgroups-per-qos is not supported by rkubelet and is ignored",
+                "flag --qos-reserved is not supported by rkubelet and is ignored",
                 "flag --kube-reserved is not supported by rkubelet and is ignored",
                 "flag --feature-gates is not supported by rkubelet and is ignored",
             ]
@@ -404,7 +404,7 @@ mod tests {
 
     #[test]
     fn bad_unimplemented_flags_are_errors() {
-        assert_eq!(strip(&["--cgroup-driver"]).unwrap_err(), FlagError::MissingValue("cgroup-driver"));
+        assert_eq!(strip(&["--qos-reserved"]).unwrap_err(), FlagError::MissingValue("qos-reserved"));
         let err = strip(&["--fail-swap-on=maybe"]).unwrap_err().to_string();
         assert_eq!(
             err,
