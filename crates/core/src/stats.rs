@@ -97,6 +97,9 @@ pub struct StatsSettings {
     /// How long a pod's measured volume usage is reused (`volumeStatsAggPeriod`); zero turns
     /// volume measurement off, as upstream.
     pub volume_stats_agg_period: Duration,
+    /// With `cgroupsPerQOS`, where the pods' own cgroups are: their CPU and memory are read
+    /// there (sandbox and containers together, as upstream's cAdvisor-backed pod stats).
+    pub pod_cgroups: Option<crate::cm::CgroupLayout>,
 }
 
 /// The upstream interface name inlined in `NetworkStats`.
@@ -216,6 +219,33 @@ impl StatsProvider {
         rate
     }
 
+    /// The pod's CPU and memory from its own cgroup; false when it has none (or it cannot be
+    /// read), and the containers' sum stands in.
+    fn pod_cgroup_cpu_and_memory(&self, time: Time, pod: &mut PodStats) -> bool {
+        let Some(layout) = &self.settings.pod_cgroups else { return false };
+        let uid = pod.pod_ref.uid.clone();
+        for cgroup in layout.pod_cgroup_candidates(&uid) {
+            let Ok(cg) = self.host.cgroup(&layout.name(&cgroup)) else { continue };
+            let (Some(cpu), Some(m)) = (cg.cpu_usage_nanoseconds, cg.memory) else { continue };
+            pod.cpu = Some(CpuStats {
+                time,
+                usage_nano_cores: self.usage_nano_cores(&format!("pod/{uid}"), time.0, cpu),
+                usage_core_nano_seconds: Some(cpu),
+            });
+            pod.memory = Some(MemoryStats {
+                time,
+                available_bytes: None,
+                usage_bytes: Some(m.usage_bytes),
+                working_set_bytes: Some(m.working_set_bytes),
+                rss_bytes: Some(m.rss_bytes),
+                page_faults: Some(m.page_faults),
+                major_page_faults: Some(m.major_page_faults),
+            });
+            return true;
+        }
+        false
+    }
+
     /// The whole summary, or (`only_cpu_and_memory`) the node's and pods' CPU and memory only.
     /// Fails when the runtime or the root cgroup cannot be read, as upstream's does.
     pub async fn summary(&self, only_cpu_and_memory: bool) -> Result<Summary, String> {
@@ -317,7 +347,9 @@ impl StatsProvider {
             index.iter().map(|(id, i)| (pods[*i].pod_ref.uid.clone(), (*id).to_owned())).collect();
         for pod in &mut pods {
             pod.containers.sort_by(|a, b| a.name.cmp(&b.name));
-            sum_cpu_and_memory(pod);
+            if !self.pod_cgroup_cpu_and_memory(time, pod) {
+                sum_cpu_and_memory(pod);
+            }
             if root_fs.is_some()
                 && let Some(id) = ids.get(&pod.pod_ref.uid)
             {

@@ -166,6 +166,7 @@ pub async fn run(cfg: KubeletConfiguration) -> anyhow::Result<()> {
             root_dir: root_dir.clone(),
             pod_logs_dir: PathBuf::from(&cfg.pod_logs_dir),
             volume_stats_agg_period: cfg.volume_stats_agg_period,
+            pod_cgroups: cm.as_ref().map(|c| c.layout().clone()),
         },
     ));
     let host = Arc::new(crate::host::NodeHost {

@@ -563,6 +563,7 @@ mod tests {
                 root_dir: dir.clone(),
                 pod_logs_dir: dir,
                 volume_stats_agg_period: std::time::Duration::from_secs(60),
+                pod_cgroups: None,
             },
         ));
         let host = NodeHost {

@@ -17,6 +17,22 @@ struct FakeHost {
 
 impl HostStats for FakeHost {
     fn cgroup(&self, name: &str) -> Result<sys::stats::CgroupStats, String> {
+        // The pod cgroup of pod u2 (Burstable); every other pod has none.
+        if name == "/kubepods/burstable/podu2" {
+            return Ok(sys::stats::CgroupStats {
+                cpu_usage_nanoseconds: Some(9_000_000_000),
+                memory: Some(sys::stats::MemoryStats {
+                    usage_bytes: 900,
+                    working_set_bytes: 800,
+                    rss_bytes: 700,
+                    page_faults: 3,
+                    major_page_faults: 0,
+                }),
+            });
+        }
+        if name.starts_with("/kubepods/") {
+            return Ok(sys::stats::CgroupStats { cpu_usage_nanoseconds: None, memory: None });
+        }
         assert_eq!(name, "/");
         Ok(sys::stats::CgroupStats {
             cpu_usage_nanoseconds: Some(*self.cpu.lock().unwrap_or_else(PoisonError::into_inner)),
@@ -92,6 +108,7 @@ fn setup() -> Setup {
         root_dir: dir.path().join("root"),
         pod_logs_dir: dir.path().join("logs"),
         volume_stats_agg_period: Duration::from_secs(60),
+        pod_cgroups: Some(crate::cm::CgroupLayout::new(crate::cm::Driver::Cgroupfs, "/")),
     };
     let provider = StatsProvider::new(cri.clone(), cri.clone(), host.clone(), clock.clone(), settings);
     Setup { cri, host, clock, provider, dir }
@@ -217,6 +234,21 @@ async fn pods_carry_their_running_containers_usage_logs_and_ephemeral_storage() 
     assert!(asked >= 1, "the first full summary asked for the sandbox's process");
     s.provider.summary(false).await.expect("summary");
     assert_eq!(s.cri.calls().iter().filter(|c| c.starts_with("PodSandboxStatus")).count(), asked, "pid cached");
+}
+
+#[tokio::test]
+async fn a_pod_with_its_own_cgroup_is_measured_there() {
+    let s = setup();
+    let sandbox = s.cri.run_pod_sandbox(sandbox_config("db", "u2"), "").await.expect("sandbox");
+    let app = running_container(&s.cri, &sandbox, "app").await;
+    s.cri.set_usage(&app, 1_000_000_000, 4096, 0);
+    let summary = s.provider.summary(true).await.expect("summary");
+    let pod = &summary.pods[0];
+    assert_eq!(pod.cpu.as_ref().and_then(|c| c.usage_core_nano_seconds), Some(9_000_000_000), "the pod cgroup's");
+    let memory = pod.memory.as_ref().expect("memory");
+    assert_eq!((memory.working_set_bytes, memory.usage_bytes, memory.rss_bytes), (Some(800), Some(900), Some(700)));
+    assert_eq!(memory.page_faults, Some(3));
+    assert_eq!(pod.containers[0].memory.as_ref().and_then(|m| m.working_set_bytes), Some(4096), "containers as before");
 }
 
 #[tokio::test]
