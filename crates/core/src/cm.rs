@@ -274,11 +274,6 @@ impl ContainerManager {
         &self.settings.layout
     }
 
-    /// Whether runtimes can apply hugepage limits here.
-    pub fn has_hugetlb(&self) -> bool {
-        self.fs.has_hugetlb()
-    }
-
     fn path(&self, cgroup: &CgroupName) -> String {
         self.settings.layout.name(cgroup)
     }

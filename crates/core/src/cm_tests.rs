@@ -162,7 +162,7 @@ fn read(root: &Path, rel: &str) -> String {
 }
 
 #[test]
-fn start_ensure_update_and_destroy_on_a_v1_tree() {
+fn start_ensure_update_and_list_on_a_v1_tree() {
     let root = v1_root();
     let m = manager(root.path());
     let node = CgroupResources { cpu_shares: Some(2048), memory_limit: Some(8 << 30), ..Default::default() };

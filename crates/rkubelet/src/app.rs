@@ -153,7 +153,10 @@ pub async fn run(cfg: KubeletConfiguration) -> anyhow::Result<()> {
     let sync_health = SyncLoopHealth::new(cfg.sync_frequency);
     let pleg = Pleg::new(cri.clone(), Duration::from_secs(1)).with_metrics(metrics.clone());
     let statuses_for_api = statuses.clone();
-    let machine = sys::node_info::machine_info().unwrap_or_default();
+    let machine = sys::node_info::machine_info().unwrap_or_else(|e| {
+        tracing::warn!("reading the machine's capacity: {e}; memory-based OOM scores and limits are off");
+        Default::default()
+    });
     let memory_capacity = machine.memory_bytes;
     let cm = start_container_manager(&cfg, &machine)?;
     let stats = Arc::new(core_kubelet::stats::StatsProvider::new(
@@ -252,14 +255,18 @@ pub async fn run(cfg: KubeletConfiguration) -> anyhow::Result<()> {
             memory_capacity,
             cpu_cfs_quota: cfg.cpu_cfs_quota,
             cpu_period_us: i64::try_from(cfg.cpu_cfs_quota_period.as_micros()).unwrap_or(100_000),
-            hugepage_sizes: match &cm {
-                // A runtime cannot apply hugepage limits without the hugetlb controller.
-                Some(cm) if !cm.has_hugetlb() => Vec::new(),
-                _ => machine
+            // A runtime cannot apply hugepage limits without the hugetlb controller (runc fails
+            // the container), with or without pod cgroups.
+            hugepage_sizes: if sys::cgroup::CgroupFs::open(std::path::Path::new("/sys/fs/cgroup"))
+                .is_ok_and(|fs| fs.has_hugetlb())
+            {
+                machine
                     .hugepages
                     .iter()
                     .filter_map(|(kib, _)| core_kubelet::cm::hugepage_unit_size(kib.saturating_mul(1024)))
-                    .collect(),
+                    .collect()
+            } else {
+                Vec::new()
             },
             cgroups: cm.as_ref().map(|c| c.layout().clone()),
         },
