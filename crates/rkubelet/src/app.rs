@@ -255,19 +255,10 @@ pub async fn run(cfg: KubeletConfiguration) -> anyhow::Result<()> {
             memory_capacity,
             cpu_cfs_quota: cfg.cpu_cfs_quota,
             cpu_period_us: i64::try_from(cfg.cpu_cfs_quota_period.as_micros()).unwrap_or(100_000),
-            // A runtime cannot apply hugepage limits without the hugetlb controller (runc fails
-            // the container), with or without pod cgroups.
-            hugepage_sizes: if sys::cgroup::CgroupFs::open(std::path::Path::new("/sys/fs/cgroup"))
-                .is_ok_and(|fs| fs.has_hugetlb())
-            {
-                machine
-                    .hugepages
-                    .iter()
-                    .filter_map(|(kib, _)| core_kubelet::cm::hugepage_unit_size(kib.saturating_mul(1024)))
-                    .collect()
-            } else {
-                Vec::new()
-            },
+            hugepage_sizes: hugepage_sizes(
+                sys::cgroup::CgroupFs::open(std::path::Path::new("/sys/fs/cgroup")).is_ok_and(|fs| fs.has_hugetlb()),
+                &machine,
+            ),
             cgroups: cm.as_ref().map(|c| c.layout().clone()),
         },
     };
@@ -333,6 +324,20 @@ pub async fn run(cfg: KubeletConfiguration) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The page sizes containers get hugepage limits for: the host's, only when the hugetlb
+/// controller is there — runc fails a container whose hugetlb limit it has no cgroup for —,
+/// with or without pod cgroups.
+fn hugepage_sizes(has_hugetlb: bool, machine: &sys::node_info::MachineInfo) -> Vec<String> {
+    if !has_hugetlb {
+        return Vec::new();
+    }
+    machine
+        .hugepages
+        .iter()
+        .filter_map(|(kib, _)| core_kubelet::cm::hugepage_unit_size(kib.saturating_mul(1024)))
+        .collect()
+}
+
 /// With `cgroupsPerQOS`: the container manager, after `setupNode` made `<cgroupRoot>/kubepods`
 /// (limited to the node's capacity: nothing is reserved yet) and the QoS cgroups. A missing
 /// cgroup root or a cgroup that cannot be written stops the kubelet, as upstream's does.
@@ -368,4 +373,16 @@ fn start_container_manager(
     cm.start(root, &node).map_err(|e| anyhow::anyhow!("failed to start the container manager: {e}"))?;
     tracing::info!(cgroup = %cm.layout().name(&cm.layout().node), driver = %cfg.cgroup_driver, "pod cgroups enabled");
     Ok(Some(Arc::new(cm)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hugepage_limits_only_with_the_hugetlb_controller() {
+        let machine = sys::node_info::MachineInfo { hugepages: vec![(2048, 0), (1_048_576, 0)], ..Default::default() };
+        assert_eq!(hugepage_sizes(true, &machine), ["2MB", "1GB"]);
+        assert!(hugepage_sizes(false, &machine).is_empty(), "no hugetlb cgroup: no limits, whatever cgroupsPerQOS");
+    }
 }
