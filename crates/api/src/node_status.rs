@@ -370,6 +370,7 @@ mod tests {
             boot_id: "b".into(),
             kernel_version: "6.1.0".into(),
             os_image: "Debian GNU/Linux 12 (bookworm)".into(),
+            ..Default::default()
         }
     }
 

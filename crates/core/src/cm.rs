@@ -41,6 +41,25 @@ pub enum Driver {
 }
 
 impl Driver {
+    /// The pod UID a pod cgroup's directory is named after: `pod<uid>`, or with systemd
+    /// `kubepods-burstable-pod<uid_>.slice`.
+    pub fn pod_uid_of(self, dir: &str) -> Option<String> {
+        let leaf = match self {
+            Driver::Cgroupfs => dir.to_owned(),
+            Driver::Systemd => dir.strip_suffix(".slice")?.rsplit('-').next()?.replace('_', "-"),
+        };
+        leaf.strip_prefix("pod").filter(|u| !u.is_empty() && !u.contains("pod")).map(str::to_owned)
+    }
+
+    /// The container ID a runtime's container cgroup is named after: `<id>` with cgroupfs,
+    /// `cri-containerd-<id>.scope` (or another runtime's prefix) with systemd.
+    pub fn container_id_of(self, dir: &str) -> &str {
+        match self {
+            Driver::Cgroupfs => dir,
+            Driver::Systemd => dir.strip_suffix(".scope").and_then(|l| l.rsplit('-').next()).unwrap_or(dir),
+        }
+    }
+
     pub fn parse(s: &str) -> Result<Self, String> {
         match s {
             "cgroupfs" => Ok(Self::Cgroupfs),
@@ -376,16 +395,9 @@ impl ContainerManager {
                 .children(&self.path(&parent))
                 .map_err(|e| format!("failed to read the cgroup directory {}: {e}", self.path(&parent)))?;
             for child in children {
-                let leaf = match self.settings.layout.driver {
-                    Driver::Cgroupfs => child,
-                    // `kubepods-burstable-pod<uid_>.slice` → `pod<uid>`.
-                    Driver::Systemd => match child.strip_suffix(".slice").and_then(|c| c.rsplit('-').next()) {
-                        Some(last) => last.replace('_', "-"),
-                        None => continue,
-                    },
-                };
-                if let Some(uid) = leaf.strip_prefix("pod").filter(|u| !u.is_empty() && !u.contains("pod")) {
-                    out.insert(uid.to_owned(), parent.child(&leaf));
+                if let Some(uid) = self.settings.layout.driver.pod_uid_of(&child) {
+                    let cgroup = parent.child(&format!("pod{uid}"));
+                    out.insert(uid, cgroup);
                 }
             }
         }

@@ -17,6 +17,7 @@
 //!
 //! Host figures come through [`HostStats`], so the assembly is tested over fakes.
 
+mod cadvisor;
 mod types;
 
 #[cfg(test)]
@@ -31,6 +32,7 @@ use cri::api;
 use cri::{ImageService, RuntimeService};
 
 use crate::clock::Clock;
+pub use cadvisor::CgroupSeries;
 pub use types::*;
 
 /// The host's figures, as cAdvisor and upstream's fs helpers read them. Errors name the path
@@ -38,6 +40,12 @@ pub use types::*;
 pub trait HostStats: Send + Sync + 'static {
     /// CPU and memory of the cgroup (`/` for the node).
     fn cgroup(&self, name: &str) -> Result<sys::stats::CgroupStats, String>;
+    /// Everything cAdvisor reports of the cgroup (`/metrics/cadvisor`).
+    fn cgroup_metrics(&self, name: &str) -> Result<sys::cgroup_metrics::CgroupMetrics, String>;
+    /// The names of the cgroup's children (none when it is gone).
+    fn cgroup_children(&self, name: &str) -> Vec<String>;
+    /// When the cgroup was made, in seconds since the epoch.
+    fn cgroup_created(&self, name: &str) -> Option<f64>;
     /// The host's network interfaces.
     fn interfaces(&self) -> Result<Vec<sys::stats::InterfaceStats>, String>;
     /// The interfaces of the network namespace process `pid` is in (a pod's sandbox).
@@ -57,11 +65,36 @@ pub trait HostStats: Send + Sync + 'static {
 pub struct RealHostStats {
     pub cgroup_root: PathBuf,
     pub memory_capacity: u64,
+    /// The cgroup filesystem's hierarchies, found on first use.
+    cgroups: std::sync::OnceLock<Option<sys::cgroup::CgroupFs>>,
+}
+
+impl RealHostStats {
+    pub fn new(cgroup_root: PathBuf, memory_capacity: u64) -> Self {
+        Self { cgroup_root, memory_capacity, cgroups: std::sync::OnceLock::new() }
+    }
+
+    fn cgroupfs(&self) -> Result<&sys::cgroup::CgroupFs, String> {
+        self.cgroups
+            .get_or_init(|| sys::cgroup::CgroupFs::open(&self.cgroup_root).ok())
+            .as_ref()
+            .ok_or_else(|| format!("cannot read the cgroup filesystem at {}", self.cgroup_root.display()))
+    }
 }
 
 impl HostStats for RealHostStats {
     fn cgroup(&self, name: &str) -> Result<sys::stats::CgroupStats, String> {
         sys::stats::cgroup_stats(&self.cgroup_root, name).map_err(|e| e.to_string())
+    }
+    fn cgroup_metrics(&self, name: &str) -> Result<sys::cgroup_metrics::CgroupMetrics, String> {
+        self.cgroupfs()?.metrics(name).map_err(|e| e.to_string())
+    }
+    fn cgroup_children(&self, name: &str) -> Vec<String> {
+        self.cgroupfs().ok().and_then(|fs| fs.children(name).ok()).unwrap_or_default()
+    }
+    fn cgroup_created(&self, name: &str) -> Option<f64> {
+        let at = self.cgroupfs().ok()?.created(name)?;
+        Some(at.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs_f64())
     }
     fn interfaces(&self) -> Result<Vec<sys::stats::InterfaceStats>, String> {
         sys::stats::net_dev(Path::new("/proc/net/dev")).map_err(|e| e.to_string())

@@ -535,9 +535,9 @@ impl RuntimeService for FakeRuntime {
         const OP: &str = "PodSandboxStatus";
         let s = self.begin(OP, pod_sandbox_id)?;
         let x = s.sandbox(OP, pod_sandbox_id)?;
-        // A made-up pid per sandbox, in containerd's shape.
+        // A made-up pid per sandbox and the pause image, in containerd's shape.
         let pid = 1000 + s.sandboxes.iter().position(|sb| sb.id == x.id).unwrap_or(0);
-        Ok(HashMap::from([("info".to_string(), format!("{{\"pid\":{pid}}}"))]))
+        Ok(HashMap::from([("info".to_string(), format!("{{\"pid\":{pid},\"image\":\"pause:fake\"}}"))]))
     }
 
     async fn pod_sandbox_status(&self, pod_sandbox_id: &str) -> Result<api::PodSandboxStatus> {

@@ -162,7 +162,7 @@ pub async fn run(cfg: KubeletConfiguration) -> anyhow::Result<()> {
     let stats = Arc::new(core_kubelet::stats::StatsProvider::new(
         cri.clone(),
         remote.clone(),
-        Arc::new(core_kubelet::stats::RealHostStats { cgroup_root: PathBuf::from("/sys/fs/cgroup"), memory_capacity }),
+        Arc::new(core_kubelet::stats::RealHostStats::new(PathBuf::from("/sys/fs/cgroup"), memory_capacity)),
         Arc::new(RealClock),
         core_kubelet::stats::StatsSettings {
             node_name: node.clone(),
@@ -181,6 +181,7 @@ pub async fn run(cfg: KubeletConfiguration) -> anyhow::Result<()> {
         cri: cri.clone(),
         stats,
         metrics: metrics.clone(),
+        machine: machine.clone(),
     });
     if cfg.healthz_port > 0 {
         let addr: SocketAddr = format!("{}:{}", cfg.healthz_bind_address, cfg.healthz_port)

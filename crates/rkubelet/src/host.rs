@@ -29,6 +29,8 @@ pub struct NodeHost {
     pub probe_counters: std::sync::OnceLock<Arc<ProbeCounters>>,
     pub stats: Arc<core_kubelet::stats::StatsProvider>,
     pub metrics: Arc<core_kubelet::metrics::KubeletMetrics>,
+    /// The machine's identity and capacity (`/metrics/cadvisor`'s machine metrics).
+    pub machine: sys::node_info::MachineInfo,
 }
 
 impl server::Host for NodeHost {
@@ -186,6 +188,13 @@ impl server::ApiHost for NodeHost {
             MetricsSet::Probes => {
                 let series = self.probe_counters.get().map(|c| c.snapshot()).unwrap_or_default();
                 vec![probe_family(series)]
+            }
+            MetricsSet::Cadvisor => {
+                let series = self.stats.cgroup_series().await;
+                let now_ms = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+                crate::cadvisor::families(series.as_deref().map_err(String::as_str), &self.machine, now_ms)
             }
             MetricsSet::Resource => {
                 let summary = self.stats.summary(true).await;
@@ -556,7 +565,7 @@ mod tests {
         let stats = Arc::new(core_kubelet::stats::StatsProvider::new(
             rt.clone(),
             rt.clone(),
-            Arc::new(core_kubelet::stats::RealHostStats { cgroup_root: dir.clone(), memory_capacity: 0 }),
+            Arc::new(core_kubelet::stats::RealHostStats::new(dir.clone(), 0)),
             Arc::new(core_kubelet::clock::RealClock),
             core_kubelet::stats::StatsSettings {
                 node_name: "n".into(),
@@ -575,6 +584,7 @@ mod tests {
             probe_counters: std::sync::OnceLock::new(),
             stats,
             metrics: core_kubelet::metrics::KubeletMetrics::new(),
+            machine: Default::default(),
         };
         (host, rt)
     }

@@ -2,6 +2,7 @@
 //! SIGTERM/SIGINT; pods keep running when it exits.
 
 mod app;
+mod cadvisor;
 mod cluster;
 mod flags;
 mod host;

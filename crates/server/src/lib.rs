@@ -84,6 +84,8 @@ pub fn restful_json<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, String> {
 pub enum MetricsSet {
     /// `/metrics`: the kubelet's own metrics and the process collector's.
     Kubelet,
+    /// `/metrics/cadvisor`: cAdvisor's per-cgroup and machine metrics.
+    Cadvisor,
     /// `/metrics/probes`: `prober_probe_total`.
     Probes,
     /// `/metrics/resource`: node, pod and container CPU and memory for metrics-server.

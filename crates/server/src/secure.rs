@@ -283,6 +283,7 @@ fn common_routes() -> Router<Arc<AppState>> {
         .route("/healthz", get(healthz))
         .route("/pods", get(pods))
         .route("/metrics", get(|s| metrics(s, MetricsSet::Kubelet)))
+        .route("/metrics/cadvisor", get(|s| metrics(s, MetricsSet::Cadvisor)))
         .route("/metrics/probes", get(|s| metrics(s, MetricsSet::Probes)))
         .route("/metrics/resource", get(|s| metrics(s, MetricsSet::Resource)))
         .route("/stats/summary", get(stats_summary).post(stats_summary))

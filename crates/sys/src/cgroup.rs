@@ -263,6 +263,25 @@ impl CgroupFs {
         Ok(out)
     }
 
+    /// What cAdvisor reports of `name` (see [`crate::cgroup_metrics`]).
+    pub fn metrics(&self, name: &str) -> Result<crate::cgroup_metrics::CgroupMetrics> {
+        if self.is_v2() {
+            return crate::cgroup_metrics::read_v2(&self.dir("", name));
+        }
+        crate::cgroup_metrics::read_v1(
+            &self.dir("cpu", name),
+            &self.dir("cpuacct", name),
+            &self.dir("memory", name),
+            &self.dir("pids", name),
+        )
+    }
+
+    /// When `name` was made: the earliest modification time of its directories (cAdvisor's
+    /// creation time of a raw cgroup).
+    pub fn created(&self, name: &str) -> Option<std::time::SystemTime> {
+        self.dirs(name).iter().filter_map(|d| std::fs::metadata(d).ok()?.modified().ok()).min()
+    }
+
     /// Every process in `name` and its descendants, in any hierarchy.
     pub fn pids(&self, name: &str) -> Vec<u32> {
         fn walk(dir: &Path, out: &mut Vec<u32>) {

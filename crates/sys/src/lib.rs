@@ -6,6 +6,7 @@
 
 pub mod atomic_writer;
 pub mod cgroup;
+pub mod cgroup_metrics;
 mod error;
 pub mod fs;
 pub mod host;

@@ -11,6 +11,10 @@ use crate::fs::read_to_string;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MachineInfo {
     pub num_cpus: u64,
+    /// Distinct (package, core) pairs and packages of the online CPUs (cAdvisor's physical
+    /// cores and sockets); 0 when the topology cannot be read.
+    pub num_physical_cores: u64,
+    pub num_sockets: u64,
     pub memory_bytes: u64,
     /// Hugepage size in KiB → total pages × size in bytes.
     pub hugepages: Vec<(u64, u64)>,
@@ -30,8 +34,11 @@ pub fn machine_info() -> Result<MachineInfo> {
     })?;
     let num_cpus = std::thread::available_parallelism().map(|n| n.get() as u64).unwrap_or(1);
     let os_release = read_to_string(Path::new("/etc/os-release")).unwrap_or_default();
+    let (num_physical_cores, num_sockets) = cpu_topology(Path::new("/sys/devices/system/cpu"));
     Ok(MachineInfo {
         num_cpus,
+        num_physical_cores,
+        num_sockets,
         memory_bytes,
         hugepages: hugepages(Path::new("/sys/kernel/mm/hugepages")),
         machine_id: first_line(&["/etc/machine-id", "/var/lib/dbus/machine-id"]),
@@ -49,6 +56,26 @@ fn first_line(paths: &[&str]) -> String {
         .map(|s| s.lines().next().unwrap_or_default().trim().trim_end_matches('\0').to_string())
         .find(|s| !s.is_empty())
         .unwrap_or_default()
+}
+
+/// (physical cores, sockets) from `cpu<N>/topology/{physical_package_id,core_id}` under `dir`.
+pub fn cpu_topology(dir: &Path) -> (u64, u64) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return (0, 0) };
+    let mut cores = std::collections::BTreeSet::new();
+    let mut sockets = std::collections::BTreeSet::new();
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !name.strip_prefix("cpu").is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())) {
+            continue;
+        }
+        let read =
+            |f: &str| std::fs::read_to_string(e.path().join("topology").join(f)).ok()?.trim().parse::<i64>().ok();
+        if let (Some(package), Some(core)) = (read("physical_package_id"), read("core_id")) {
+            sockets.insert(package);
+            cores.insert((package, core));
+        }
+    }
+    (cores.len() as u64, sockets.len() as u64)
 }
 
 /// `MemTotal:  16384 kB` → bytes.
@@ -148,6 +175,22 @@ pub fn choose_node_ip(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpu_topology_counts_cores_and_packages() {
+        let dir = tempfile::tempdir().unwrap();
+        // Two packages, two cores each, hyperthreaded: 8 CPUs, 4 cores, 2 sockets.
+        for cpu in 0..8 {
+            let t = dir.path().join(format!("cpu{cpu}/topology"));
+            std::fs::create_dir_all(&t).unwrap();
+            std::fs::write(t.join("physical_package_id"), format!("{}\n", cpu / 4)).unwrap();
+            std::fs::write(t.join("core_id"), format!("{}\n", cpu % 2)).unwrap();
+        }
+        std::fs::create_dir_all(dir.path().join("cpufreq")).unwrap();
+        std::fs::create_dir_all(dir.path().join("cpu9")).unwrap();
+        assert_eq!(cpu_topology(dir.path()), (4, 2));
+        assert_eq!(cpu_topology(&dir.path().join("missing")), (0, 0));
+    }
 
     #[test]
     fn node_ip_from_hostname_then_dns_then_default_route() {

@@ -33,7 +33,7 @@ pub struct CgroupStats {
 }
 
 /// A file's contents, `None` when it does not exist.
-fn read_optional(path: &Path) -> Result<Option<String>> {
+pub(crate) fn read_optional(path: &Path) -> Result<Option<String>> {
     match std::fs::read_to_string(path) {
         Ok(s) => Ok(Some(s)),
         Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
@@ -52,7 +52,7 @@ fn read_number<T: FromStr>(path: &Path) -> Result<Option<T>> {
 }
 
 /// The value of `key` in `key value` lines (`memory.stat`, `cpu.stat`).
-fn stat_field(stat: &str, key: &str) -> Option<u64> {
+pub(crate) fn stat_field(stat: &str, key: &str) -> Option<u64> {
     stat.lines().find_map(|l| {
         let (k, v) = l.split_once(' ')?;
         if k == key { v.trim().parse().ok() } else { None }
@@ -128,9 +128,13 @@ pub fn cgroup_stats(cgroup_root: &Path, cgroup: &str) -> Result<CgroupStats> {
 pub struct InterfaceStats {
     pub name: String,
     pub rx_bytes: u64,
+    pub rx_packets: u64,
     pub rx_errors: u64,
+    pub rx_dropped: u64,
     pub tx_bytes: u64,
+    pub tx_packets: u64,
     pub tx_errors: u64,
+    pub tx_dropped: u64,
 }
 
 /// cAdvisor's `ignoredDevicePrefixes`, matched case-insensitively at the start of the name (so
@@ -155,9 +159,13 @@ pub fn parse_net_dev(text: &str) -> Vec<InterfaceStats> {
             (f.len() == 16).then(|| InterfaceStats {
                 name: name.to_string(),
                 rx_bytes: f[0],
+                rx_packets: f[1],
                 rx_errors: f[2],
+                rx_dropped: f[3],
                 tx_bytes: f[8],
+                tx_packets: f[9],
                 tx_errors: f[10],
+                tx_dropped: f[11],
             })
         })
         .collect()
@@ -363,11 +371,21 @@ cni0: 10 2 0 0 0 0 0 0 20 2 0 0 0 0 0 0\n  bad: 1 2 3\n";
             InterfaceStats {
                 name: "eth0".into(),
                 rx_bytes: 199_003_932,
+                rx_packets: 11403,
                 rx_errors: 3,
                 tx_bytes: 719_643,
+                tx_packets: 7466,
                 tx_errors: 4,
+                ..Default::default()
             },
-            InterfaceStats { name: "cni0".into(), rx_bytes: 10, rx_errors: 0, tx_bytes: 20, tx_errors: 0 },
+            InterfaceStats {
+                name: "cni0".into(),
+                rx_bytes: 10,
+                rx_packets: 2,
+                tx_bytes: 20,
+                tx_packets: 2,
+                ..Default::default()
+            },
         ];
         assert_eq!(parse_net_dev(text), want);
     }

@@ -13,6 +13,8 @@ use crate::clock::FakeClock;
 /// Host figures from a table; disk usage is the real walk of the test's temporary files.
 struct FakeHost {
     cpu: Mutex<u64>,
+    /// Cgroup → its children, for the cAdvisor walk.
+    tree: Mutex<HashMap<String, Vec<String>>>,
 }
 
 impl HostStats for FakeHost {
@@ -45,10 +47,34 @@ impl HostStats for FakeHost {
             }),
         })
     }
+    fn cgroup_metrics(&self, name: &str) -> Result<sys::cgroup_metrics::CgroupMetrics, String> {
+        let tree = self.tree.lock().unwrap_or_else(PoisonError::into_inner);
+        let known =
+            name == "/" || tree.contains_key(name) || tree.values().flatten().any(|c| name.ends_with(&format!("/{c}")));
+        if !known {
+            return Err(format!("no cgroup {name}"));
+        }
+        // Each cgroup's CPU usage is its path's length, to tell them apart.
+        let cpu = sys::cgroup_metrics::CpuMetrics { usage_ns: name.len() as u64, ..Default::default() };
+        Ok(sys::cgroup_metrics::CgroupMetrics { cpu: Some(cpu), ..Default::default() })
+    }
+    fn cgroup_children(&self, name: &str) -> Vec<String> {
+        self.tree.lock().unwrap_or_else(PoisonError::into_inner).get(name).cloned().unwrap_or_default()
+    }
+    fn cgroup_created(&self, _name: &str) -> Option<f64> {
+        Some(1_750_000_000.0)
+    }
     fn interfaces(&self) -> Result<Vec<sys::stats::InterfaceStats>, String> {
         Ok(vec![
-            sys::stats::InterfaceStats { name: "ens3".into(), rx_bytes: 1, rx_errors: 0, tx_bytes: 2, tx_errors: 0 },
-            sys::stats::InterfaceStats { name: "eth0".into(), rx_bytes: 10, rx_errors: 1, tx_bytes: 20, tx_errors: 2 },
+            sys::stats::InterfaceStats { name: "ens3".into(), rx_bytes: 1, tx_bytes: 2, ..Default::default() },
+            sys::stats::InterfaceStats {
+                name: "eth0".into(),
+                rx_bytes: 10,
+                rx_errors: 1,
+                tx_bytes: 20,
+                tx_errors: 2,
+                ..Default::default()
+            },
         ])
     }
     fn process_interfaces(&self, pid: u32) -> Result<Vec<sys::stats::InterfaceStats>, String> {
@@ -56,13 +82,7 @@ impl HostStats for FakeHost {
         if pid != 1000 {
             return Err(format!("no process {pid}"));
         }
-        Ok(vec![sys::stats::InterfaceStats {
-            name: "eth0".into(),
-            rx_bytes: 77,
-            rx_errors: 0,
-            tx_bytes: 88,
-            tx_errors: 0,
-        }])
+        Ok(vec![sys::stats::InterfaceStats { name: "eth0".into(), rx_bytes: 77, tx_bytes: 88, ..Default::default() }])
     }
     fn fs(&self, path: &Path) -> Result<sys::stats::FsInfo, String> {
         if path.starts_with("/fake/images") {
@@ -100,7 +120,7 @@ struct Setup {
 
 fn setup() -> Setup {
     let cri = Arc::new(FakeRuntime::new());
-    let host = Arc::new(FakeHost { cpu: Mutex::new(5_000_000_000) });
+    let host = Arc::new(FakeHost { cpu: Mutex::new(5_000_000_000), tree: Mutex::default() });
     let clock = Arc::new(FakeClock::new(Duration::from_secs(1_800_000_000)));
     let dir = tempfile::tempdir().expect("tempdir");
     let settings = StatsSettings {
@@ -337,4 +357,75 @@ fn summary_json_uses_upstreams_names() {
     assert!(json["pods"][0].get("ephemeral-storage").is_some());
     assert_eq!(json["pods"][0]["startTime"], "2026-01-01T00:00:00Z", "metav1.Time at second precision");
     assert_eq!(json["pods"][0]["volume"][0]["time"], serde_json::Value::Null, "the zero time is null, as Go's");
+}
+
+#[tokio::test]
+async fn cadvisor_walks_the_root_and_kubepods_and_labels_pods_and_containers() {
+    let s = setup();
+    let sandbox = s.cri.run_pod_sandbox(sandbox_config("web", "u1"), "").await.expect("sandbox");
+    // The kubelet creates containers from the image's ID; the label shows its name.
+    let image_id = s.cri.add_image("busybox:1.36");
+    let config = api::ContainerConfig {
+        metadata: Some(api::ContainerMetadata { name: "app".into(), attempt: 0 }),
+        image: Some(api::ImageSpec { image: image_id, ..Default::default() }),
+        ..Default::default()
+    };
+    let app = s.cri.create_container(&sandbox, config, sandbox_config("web", "u1")).await.expect("create");
+    let tree = HashMap::from([
+        ("/kubepods".to_string(), vec!["burstable".to_string(), "besteffort".to_string()]),
+        ("/kubepods/burstable".to_string(), vec!["podu1".to_string(), "podgone".to_string()]),
+        ("/kubepods/burstable/podu1".to_string(), vec![sandbox.clone(), app.clone(), "stranger".to_string()]),
+    ]);
+    *s.host.tree.lock().expect("lock") = tree;
+
+    let series = s.provider.cgroup_series().await.expect("series");
+    let ids: Vec<&str> = series.iter().map(|c| c.id.as_str()).collect();
+    let pod = "/kubepods/burstable/podu1";
+    let (sb_id, app_id) = (format!("{pod}/{sandbox}"), format!("{pod}/{app}"));
+    let mut in_pod = vec![sb_id.clone(), app_id.clone()];
+    in_pod.sort();
+    let mut want: Vec<String> =
+        ["/", "/kubepods", "/kubepods/besteffort", "/kubepods/burstable", "/kubepods/burstable/podgone", pod]
+            .into_iter()
+            .map(String::from)
+            .collect();
+    want.extend(in_pod);
+    want.push(format!("{pod}/stranger"));
+    // Depth first, parents before children, children in name order.
+    assert_eq!(ids, want);
+
+    let by_id = |id: &str| series.iter().find(|c| c.id == id).expect("series").clone();
+    let root = by_id("/");
+    assert_eq!((root.pod.as_str(), root.container.as_str(), root.network.len()), ("", "", 2), "the host's interfaces");
+    assert_eq!(root.metrics.cpu.map(|c| c.usage_ns), Some(1));
+    let p = by_id(pod);
+    assert_eq!((p.pod.as_str(), p.namespace.as_str(), p.container.as_str(), p.name.as_str()), ("web", "ns", "", ""));
+    assert_eq!(p.start_time, Some(1_750_000_000.0), "a plain cgroup's creation time");
+    let gone = by_id("/kubepods/burstable/podgone");
+    assert_eq!(gone.pod, "", "no pod with that UID");
+    let sb = by_id(&sb_id);
+    assert_eq!(
+        (sb.container.as_str(), sb.pod.as_str(), sb.name.as_str()),
+        ("", "web", sandbox.as_str()),
+        "containerd names no container for a sandbox"
+    );
+    assert_eq!(sb.image, "pause:fake", "from the runtime's sandbox info");
+    assert_eq!(sb.network.first().map(|i| i.rx_bytes), Some(77), "the sandbox carries the pod's network");
+    let c = by_id(&app_id);
+    assert_eq!(
+        (c.container.as_str(), c.pod.as_str(), c.namespace.as_str(), c.image.as_str()),
+        ("app", "web", "ns", "docker.io/library/busybox:1.36")
+    );
+    assert_eq!(c.name, app);
+    assert!(c.network.is_empty(), "containers share the sandbox's network");
+    assert_eq!(c.metrics.cpu.map(|m| m.usage_ns), Some(app_id.len() as u64));
+    let stranger = by_id(&format!("{pod}/stranger"));
+    assert_eq!((stranger.container.as_str(), stranger.pod.as_str()), ("", ""), "not the runtime's");
+
+    // Without pod cgroups only the root is reported.
+    let mut settings = s.provider.settings.clone();
+    settings.pod_cgroups = None;
+    let flat = StatsProvider::new(s.cri.clone(), s.cri.clone(), s.host.clone(), s.clock.clone(), settings);
+    let only: Vec<String> = flat.cgroup_series().await.expect("series").into_iter().map(|c| c.id).collect();
+    assert_eq!(only, vec!["/"]);
 }
