@@ -2,9 +2,11 @@
 //! server to this kubelet, as an operator runs them. The API server proxies the pod
 //! subresources to the kubelet API with its kubelet-client certificate (x509 authentication
 //! against the cluster CA, webhook authorization), and the kubelet proxies the SPDY stream to
-//! containerd. kubectl is told to speak SPDY (not WebSocket, which real API servers translate
-//! and the in-memory one does not). In-memory test API server over TLS, or a real cluster
-//! named by `RKUBELET_TEST_KUBECONFIG`.
+//! containerd. exec and port-forward run twice: over SPDY, and over WebSocket as kubectl
+//! prefers (a real API server translates it to SPDY; the in-memory one passes it through and
+//! the kubelet translates `v5.channel.k8s.io` and the SPDY-in-WebSocket port-forward tunnel
+//! itself). In-memory test API server over TLS, or a real cluster named by
+//! `RKUBELET_TEST_KUBECONFIG`.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
@@ -39,12 +41,24 @@ fn pod(node: &str, image: &str) -> Pod {
     .unwrap()
 }
 
+/// How kubectl streams exec, attach and port-forward.
+#[derive(Clone, Copy, PartialEq)]
+enum Via {
+    Spdy,
+    WebSocket,
+}
+
 /// kubectl against the cluster, in the test's namespace, speaking SPDY.
 fn kubectl(cluster: &TestCluster, args: &[&str]) -> Command {
+    kubectl_via(cluster, args, Via::Spdy)
+}
+
+fn kubectl_via(cluster: &TestCluster, args: &[&str], via: Via) -> Command {
+    let websockets = if via == Via::WebSocket { "true" } else { "false" };
     let mut cmd = Command::new("kubectl");
     cmd.env("KUBECONFIG", &cluster.kubeconfig)
-        .env("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", "false")
-        .env("KUBECTL_PORT_FORWARD_WEBSOCKETS", "false")
+        .env("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", websockets)
+        .env("KUBECTL_PORT_FORWARD_WEBSOCKETS", websockets)
         .args(["--namespace", &cluster.namespace, "--request-timeout=30s"])
         .args(args)
         .stdin(Stdio::null())
@@ -56,7 +70,11 @@ fn kubectl(cluster: &TestCluster, args: &[&str]) -> Command {
 
 /// Runs kubectl to completion with `input` on stdin: (exit code, stdout, stderr).
 async fn run(cluster: &TestCluster, args: &[&str], input: Option<&str>) -> (i32, String, String) {
-    let mut cmd = kubectl(cluster, args);
+    run_via(cluster, args, input, Via::Spdy).await
+}
+
+async fn run_via(cluster: &TestCluster, args: &[&str], input: Option<&str>, via: Via) -> (i32, String, String) {
+    let mut cmd = kubectl_via(cluster, args, via);
     if input.is_some() {
         cmd.stdin(Stdio::piped());
     }
@@ -125,15 +143,20 @@ async fn kubectl_logs_exec_attach_and_port_forward_reach_the_pod() {
     assert_ne!(code, 0);
     assert!(err.contains("container nope is not valid for pod kubectl"), "{err}");
 
-    // exec with stdin, then stdout, stderr and the exit code of a failing command.
-    let (code, out, err) =
-        run(&cluster, &["exec", "-i", "kubectl", "-c", "app", "--", "cat"], Some("over spdy\n")).await;
-    assert_eq!((code, out.as_str()), (0, "over spdy\n"), "stderr: {err}");
-    let script = "echo out; sleep 0.2; echo err >&2; exit 3";
-    let (code, out, err) = run(&cluster, &["exec", "kubectl", "-c", "app", "--", "sh", "-c", script], None).await;
-    assert_eq!((code, out.as_str()), (3, "out\n"), "stderr: {err}");
-    assert!(err.starts_with("err\n"), "{err}");
-    assert!(err.contains("command terminated with exit code 3"), "{err}");
+    // exec with stdin (its end reaching the command), then stdout, stderr and the exit code
+    // of a failing command; over SPDY and over WebSocket.
+    for via in [Via::Spdy, Via::WebSocket] {
+        let input = if via == Via::Spdy { "over spdy\n" } else { "over websocket\n" };
+        let (code, out, err) =
+            run_via(&cluster, &["exec", "-i", "kubectl", "-c", "app", "--", "cat"], Some(input), via).await;
+        assert_eq!((code, out.as_str()), (0, input), "stderr: {err}");
+        let script = "echo out; sleep 0.2; echo err >&2; exit 3";
+        let (code, out, err) =
+            run_via(&cluster, &["exec", "kubectl", "-c", "app", "--", "sh", "-c", script], None, via).await;
+        assert_eq!((code, out.as_str()), (3, "out\n"), "stderr: {err}");
+        assert!(err.starts_with("err\n"), "{err}");
+        assert!(err.contains("command terminated with exit code 3"), "{err}");
+    }
 
     // attach to a container reading its stdin.
     let mut attach =
@@ -158,8 +181,28 @@ async fn kubectl_logs_exec_attach_and_port_forward_reach_the_pod() {
     assert!(heard.starts_with("heard ping-"), "{heard:?}");
     attach.kill().await.unwrap();
 
-    // port-forward to the container's httpd, then one HTTP round trip through it.
-    let mut pf = kubectl(&cluster, &["port-forward", "pod/kubectl", ":8080"]).spawn().unwrap();
+    // port-forward to the container's httpd, then one HTTP round trip through it; over SPDY
+    // and tunnelled in WebSocket.
+    for via in [Via::Spdy, Via::WebSocket] {
+        port_forward_round_trip(&cluster, via).await;
+    }
+
+    // On the in-memory server: every exec and port-forward was upgraded (101) by the kubelet
+    // at the first try (a WebSocket refused would show as another request kubectl fell back
+    // from).
+    if let Some(server) = &cluster.server {
+        let statuses = |sub: &str| -> Vec<u16> {
+            server.requests().into_iter().filter(|r| r.path.ends_with(sub)).map(|r| r.status).collect()
+        };
+        assert_eq!(statuses("/exec"), [101, 101, 101, 101]);
+        assert_eq!(statuses("/portforward"), [101, 101]);
+    }
+    a.cleanup().await;
+    cluster.cleanup().await.unwrap();
+}
+
+async fn port_forward_round_trip(cluster: &TestCluster, via: Via) {
+    let mut pf = kubectl_via(cluster, &["port-forward", "pod/kubectl", ":8080"], via).spawn().unwrap();
     let mut pf_out = BufReader::new(pf.stdout.take().unwrap());
     let line = read_until(&mut pf_out, |l| l.starts_with("Forwarding from 127.0.0.1:")).await;
     let port: u16 = line
@@ -175,13 +218,4 @@ async fn kubectl_logs_exec_attach_and_port_forward_reach_the_pod() {
     assert!(answer.starts_with("HTTP/1.") && answer.contains(" 200 "), "{answer}");
     assert!(answer.ends_with("hello-from-httpd\n"), "{answer}");
     pf.kill().await.unwrap();
-
-    // On the in-memory server: both execs were upgraded (101) by the kubelet.
-    if let Some(server) = &cluster.server {
-        let execs: Vec<u16> =
-            server.requests().into_iter().filter(|r| r.path.ends_with("/exec")).map(|r| r.status).collect();
-        assert_eq!(execs, [101, 101]);
-    }
-    a.cleanup().await;
-    cluster.cleanup().await.unwrap();
 }

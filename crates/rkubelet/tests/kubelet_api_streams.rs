@@ -2,7 +2,8 @@
 //! agent (anonymous with AlwaysAllow, no API server): the kubelet asks containerd for a
 //! streaming URL and proxies the client's upgrade to it. Driven with a WebSocket client
 //! (`v4.channel.k8s.io`): stdin, stdout, stderr, tty, the exit status on the error channel, and
-//! a port-forward round trip to a busybox httpd.
+//! a port-forward round trip to a busybox httpd; and over `v5.channel.k8s.io`, which the
+//! kubelet translates to SPDY: stdin's close signal, the rewritten exit status, a resize.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
@@ -65,6 +66,35 @@ where
     channels
 }
 
+/// A v5 session to its end: the first message, the payloads per channel and the close code.
+async fn collect_v5<S>(ws: &mut S) -> (Vec<u8>, Vec<Vec<u8>>, Option<u16>)
+where
+    S: futures::Stream<Item = Result<Message, testkit::https::tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
+    let mut first = None;
+    let mut channels = vec![Vec::new(); 8];
+    let mut close = None;
+    let _ = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(Ok(m)) = ws.next().await {
+            match m {
+                Message::Binary(b) => {
+                    first.get_or_insert_with(|| b.to_vec());
+                    if let Some((ch, data)) = b.split_first() {
+                        channels[usize::from(*ch).min(7)].extend_from_slice(data);
+                    }
+                }
+                Message::Close(frame) => {
+                    close = frame.map(|f| u16::from(f.code));
+                    return;
+                }
+                _ => {}
+            }
+        }
+    })
+    .await;
+    (first.unwrap_or_default(), channels, close)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn exec_attach_port_forward_and_run_reach_the_container() {
     let Some(env) = NodeEnv::require() else { return };
@@ -100,6 +130,41 @@ async fn exec_attach_port_forward_and_run_reach_the_container() {
     assert_eq!(status["status"], "Failure", "{status}");
     assert_eq!(status["reason"], "NonZeroExitCode", "{status}");
     assert_eq!(status["details"]["causes"][0]["message"], "3", "{status}");
+
+    // The same over WebSocket v5.channel.k8s.io (kubectl's first choice), which containerd does
+    // not speak: the kubelet translates to SPDY. stdin ends with the v5 CLOSE signal.
+    let path = format!("/exec/default/{name}/app?command=cat&input=1&output=1&error=1");
+    let (mut ws, proto) = websocket(a.port, &path, &["v5.channel.k8s.io"]).await.unwrap();
+    assert_eq!(proto, "v5.channel.k8s.io");
+    ws.send(Message::Binary([&[0u8][..], b"through v5\n"].concat().into())).await.unwrap();
+    ws.send(Message::Binary(vec![255u8, 0].into())).await.unwrap();
+    let (first, ch, close) = collect_v5(&mut ws).await;
+    assert_eq!(first, vec![1u8], "an empty message on stdout says the session is up");
+    assert_eq!(String::from_utf8_lossy(&ch[1]), "through v5\n", "cat saw stdin end");
+    assert_eq!(String::from_utf8_lossy(&ch[3]), r#"{"metadata":{},"status":"Success"}"#);
+    assert_eq!(close, Some(1000), "a normal close after the status");
+    let script = "read x; echo got $x; echo oops >&2; exit 3";
+    let path =
+        format!("/exec/default/{name}/app?command=sh&command=-c&command={}&input=1&output=1&error=1", enc(script));
+    let (mut ws, _) = websocket(a.port, &path, &["v5.channel.k8s.io"]).await.unwrap();
+    ws.send(Message::Binary([&[0u8][..], b"hello\n"].concat().into())).await.unwrap();
+    let (_, ch, _) = collect_v5(&mut ws).await;
+    assert_eq!(
+        (String::from_utf8_lossy(&ch[1]), String::from_utf8_lossy(&ch[2])),
+        ("got hello\n".into(), "oops\n".into())
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&ch[3]),
+        r#"{"metadata":{},"status":"Failure","message":"command terminated with non-zero exit code: command terminated with exit code 3","reason":"NonZeroExitCode","details":{"causes":[{"reason":"ExitCode","message":"3"}]}}"#,
+        "the API server translator's words"
+    );
+    // A tty resized over channel 4 before the command reads its size.
+    let script = enc("sleep 1; stty size");
+    let path = format!("/exec/default/{name}/app?command=sh&command=-c&command={script}&input=1&output=1&tty=1");
+    let (mut ws, _) = websocket(a.port, &path, &["v5.channel.k8s.io"]).await.unwrap();
+    ws.send(Message::Binary([&[4u8][..], br#"{"Width":101,"Height":37}"#].concat().into())).await.unwrap();
+    let (_, ch, _) = collect_v5(&mut ws).await;
+    assert_eq!(String::from_utf8_lossy(&ch[1]), "37 101\r\n");
 
     // exec with a tty: the terminal turns \n into \r\n; success on the error channel.
     // (containerd drops the output of a tty exec that ends before its copy starts: wait a bit.)

@@ -10,8 +10,10 @@ pub mod metrics;
 mod node_logs;
 pub mod proxy;
 pub mod secure;
+mod spdy;
 mod streaming;
 mod tls;
+mod translate;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

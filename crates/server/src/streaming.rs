@@ -3,7 +3,9 @@
 //! `Exec`/`Attach`/`PortForward`) and proxy the client's upgrade request to it, as upstream's
 //! `proxyStream` does: the stream protocol (SPDY `v4.channel.k8s.io`, WebSocket
 //! `v4.channel.k8s.io`, `portforward.k8s.io`) is negotiated between the client and the
-//! runtime's streaming server, and the kubelet copies bytes both ways. `/run` executes a
+//! runtime's streaming server, and the kubelet copies bytes both ways. WebSocket
+//! `v5.channel.k8s.io` and SPDY tunnelled in WebSocket, which the runtime does not speak, are
+//! translated to SPDY by [`crate::translate`]. `/run` executes a
 //! command (CRI `ExecSync`) and answers its stdout then stderr.
 
 use std::sync::Arc;
@@ -12,9 +14,9 @@ use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use crate::proxy;
 use crate::secure::{AppState, text};
 use crate::{ContainerTarget, HostError, StreamOptions};
+use crate::{proxy, translate};
 
 /// The first value of each query parameter, and all values of `command`.
 fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
@@ -62,6 +64,9 @@ async fn exec_for(s: Arc<AppState>, t: ContainerTarget, req: Request) -> Respons
     let cmd: Vec<String> =
         query_pairs(req.uri().query()).into_iter().filter(|(k, _)| k == "command").map(|(_, v)| v).collect();
     match s.host.exec(t, cmd, opts).await {
+        Ok(url) if is_websocket(&req) && translate::wants_v5(&req) => {
+            translate::remote_command_v5(req, &url, opts).await
+        }
         Ok(url) => proxy_stream(req, &url).await,
         Err(e) => e.into_response(),
     }
@@ -89,6 +94,9 @@ async fn attach_for(s: Arc<AppState>, t: ContainerTarget, req: Request) -> Respo
         Err(e) => return e.into_response(),
     };
     match s.host.attach(t, opts).await {
+        Ok(url) if is_websocket(&req) && translate::wants_v5(&req) => {
+            translate::remote_command_v5(req, &url, opts).await
+        }
         Ok(url) => proxy_stream(req, &url).await,
         Err(e) => e.into_response(),
     }
@@ -159,11 +167,15 @@ pub(crate) async fn port_forward_uid(
 }
 
 async fn port_forward_for(s: Arc<AppState>, ns: String, pod: String, uid: Option<String>, req: Request) -> Response {
+    // SPDY tunnelled in WebSocket names its ports per stream, as plain SPDY does.
+    let tunneled = if is_websocket(&req) { translate::tunneled_protocols(&req) } else { Vec::new() };
     let ports = match port_forward_ports(&req) {
+        _ if !tunneled.is_empty() => Vec::new(),
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
     match s.host.port_forward(&ns, &pod, uid.filter(|u| !u.is_empty()).as_deref(), ports).await {
+        Ok(url) if !tunneled.is_empty() => translate::tunnel(req, &url, tunneled).await,
         Ok(url) => proxy_stream(req, &url).await,
         Err(e) => e.into_response(),
     }
@@ -200,9 +212,29 @@ async fn run_for(s: Arc<AppState>, t: ContainerTarget, query: Option<String>) ->
     }
 }
 
-fn proxy_error(msg: impl std::fmt::Display) -> Response {
+pub(crate) fn proxy_error(msg: impl std::fmt::Display) -> Response {
     tracing::info!("error while proxying a stream: {msg}");
     text(StatusCode::INTERNAL_SERVER_ERROR, format!("{msg}\n"))
+}
+
+/// A connection to the runtime's streaming `url` (plain HTTP): the socket, the authority for
+/// `Host` and the path with its query.
+pub(crate) async fn dial_runtime(url: &str) -> Result<(tokio::net::TcpStream, String, String), String> {
+    let Ok(target) = url.parse::<axum::http::Uri>() else {
+        return Err(format!("the runtime's streaming URL {url:?} is not a URL"));
+    };
+    let Some(authority) = target.authority().cloned() else {
+        return Err(format!("the runtime's streaming URL {url:?} has no host"));
+    };
+    if target.scheme_str() != Some("http") {
+        return Err(format!("the runtime's streaming URL {url:?} is not plain HTTP"));
+    }
+    let port = authority.port_u16().unwrap_or(80);
+    let tcp = tokio::net::TcpStream::connect((authority.host(), port))
+        .await
+        .map_err(|e| format!("error dialing backend: {e}"))?;
+    let path = target.path_and_query().map_or("/", |p| p.as_str()).to_string();
+    Ok((tcp, authority.as_str().to_string(), path))
 }
 
 /// Upstream `proxyStream`: an upgrade-aware proxy to the runtime's streaming `url` that
@@ -212,22 +244,11 @@ async fn proxy_stream(req: Request, url: &str) -> Response {
     if !proxy::is_upgrade(&req) {
         return proxy_error("Upgrade request required");
     }
-    let Ok(target) = url.parse::<axum::http::Uri>() else {
-        return proxy_error(format!("the runtime's streaming URL {url:?} is not a URL"));
+    let (tcp, authority, path) = match dial_runtime(url).await {
+        Ok(d) => d,
+        Err(e) => return proxy_error(e),
     };
-    let Some(authority) = target.authority().cloned() else {
-        return proxy_error(format!("the runtime's streaming URL {url:?} has no host"));
-    };
-    if target.scheme_str() != Some("http") {
-        return proxy_error(format!("the runtime's streaming URL {url:?} is not plain HTTP"));
-    }
-    let port = authority.port_u16().unwrap_or(80);
-    let tcp = match tokio::net::TcpStream::connect((authority.host(), port)).await {
-        Ok(t) => t,
-        Err(e) => return proxy_error(format!("error dialing backend: {e}")),
-    };
-    let path = target.path_and_query().map_or("/", |p| p.as_str());
-    match proxy::forward(req, tcp, authority.as_str(), path).await {
+    match proxy::forward(req, tcp, &authority, &path).await {
         // Upstream's UpgradeAwareHandler passes only errors (>= 400) back as they are.
         Ok(r) if r.status() != StatusCode::SWITCHING_PROTOCOLS && r.status().as_u16() < 400 => {
             proxy_error(format!("invalid upgrade response: status code {}", r.status().as_u16()))

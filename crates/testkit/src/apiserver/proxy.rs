@@ -6,8 +6,8 @@
 //! `daemonEndpoints.kubeletEndpoint.Port` with the server's own kubelet-client certificate.
 //!
 //! Upgrades (SPDY, WebSocket) are passed through byte for byte. Unlike a real API server this one
-//! does not translate WebSocket `v5.channel.k8s.io` to SPDY, so kubectl must be told to speak
-//! SPDY (`KUBECTL_REMOTE_COMMAND_WEBSOCKETS=false`, `KUBECTL_PORT_FORWARD_WEBSOCKETS=false`).
+//! does not translate WebSocket `v5.channel.k8s.io` (or the SPDY-in-WebSocket port-forward
+//! tunnel) to SPDY: rkubelet serves both itself, so kubectl works with either.
 //! The node address is taken in the order InternalIP, ExternalIP, Hostname
 //! (`--kubelet-preferred-address-types=InternalIP,ExternalIP,Hostname`); the kubelet's serving
 //! certificate is not verified (no `--kubelet-certificate-authority`).
