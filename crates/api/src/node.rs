@@ -125,6 +125,7 @@ impl NodeStatusLoop {
         match api.create(&PostParams::default(), &node).await {
             Ok(created) => {
                 self.record_event(false, "Starting", "Starting kubelet.".into());
+                self.record_startup_events();
                 for e in events {
                     self.record_event(
                         e.warning,
@@ -146,6 +147,7 @@ impl NodeStatusLoop {
                     tracing::info!(node = %self.settings.name, labels = ?before.labels, "reconciled the existing node's labels");
                 }
                 self.record_event(false, "Starting", "Starting kubelet.".into());
+                self.record_startup_events();
                 Ok(existing)
             }
             Err(e) => Err(e),
@@ -172,6 +174,13 @@ impl NodeStatusLoop {
             self.record_event(e.warning, e.reason, format!("Node {} status is now: {}", self.settings.name, e.reason));
         }
         Ok((updated, true))
+    }
+
+    /// What the kubelet's start left to tell about the node (node allocatable enforcement).
+    fn record_startup_events(&self) {
+        for (warning, reason, message) in &self.settings.startup_events {
+            self.record_event(*warning, reason, message.clone());
+        }
     }
 
     fn record_event(&self, warning: bool, reason: &str, message: String) {

@@ -23,9 +23,18 @@ pub const CONTROLLER_MANAGED_ATTACH_DETACH: &str = "volumes.kubernetes.io/contro
 
 /// Upstream caps the images listed in node status (`nodeStatusMaxImages`) and names per image.
 const MAX_NAMES_PER_IMAGE: usize = 5;
-/// Default hard eviction thresholds deducted from allocatable (`evictionHard` defaults).
-const EVICTION_MEMORY_AVAILABLE: u64 = 100 << 20;
-const EVICTION_NODEFS_AVAILABLE_PERCENT: u64 = 10;
+
+/// What allocatable holds back from capacity (upstream `GetNodeAllocatableReservation`):
+/// `systemReserved` + `kubeReserved`, plus the hard eviction thresholds of `memory.available`
+/// (in `memory`) and `nodefs.available` (in `ephemeral_storage`, or as a fraction of the root
+/// filesystem's capacity).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct AllocatableReservation {
+    pub cpu_millis: u64,
+    pub memory: u64,
+    pub ephemeral_storage: u64,
+    pub ephemeral_fraction: f64,
+}
 
 /// Go's GOARCH spelling of this machine's architecture.
 pub fn go_arch() -> &'static str {
@@ -67,6 +76,10 @@ pub struct NodeSettings {
     pub external_cloud_provider: bool,
     /// The node IPs came from `--node-ip` (not detected).
     pub node_ips_given: bool,
+    pub reservation: AllocatableReservation,
+    /// Events recorded once the node is registered: (warning, reason, message), e.g. the
+    /// container manager's `NodeAllocatableEnforced`.
+    pub startup_events: Vec<(bool, String, String)>,
 }
 
 /// The taint an external cloud provider removes once it has initialized the node.
@@ -228,12 +241,20 @@ pub fn set_node_status(
     if let Some(bytes) = h.ephemeral_storage {
         capacity.insert("ephemeral-storage".to_string(), binary_si(bytes));
     }
+    // Upstream's MachineInfo setter: capacity − reservation, clamped at 0; memory also loses
+    // every hugepage pool.
+    let r = &s.reservation;
     let mut allocatable = capacity.clone();
-    let memory = m.memory_bytes.saturating_sub(EVICTION_MEMORY_AVAILABLE).saturating_sub(hugepages_total);
+    let cpu = m.num_cpus.saturating_mul(1000).saturating_sub(r.cpu_millis);
+    allocatable.insert(
+        "cpu".to_string(),
+        Quantity(if cpu.is_multiple_of(1000) { (cpu / 1000).to_string() } else { format!("{cpu}m") }),
+    );
+    let memory = m.memory_bytes.saturating_sub(r.memory).saturating_sub(hugepages_total);
     allocatable.insert("memory".to_string(), binary_si(memory));
     if let Some(bytes) = h.ephemeral_storage {
-        let reserve = bytes / 100 * EVICTION_NODEFS_AVAILABLE_PERCENT;
-        allocatable.insert("ephemeral-storage".to_string(), binary_si(bytes - reserve));
+        let reserve = r.ephemeral_storage.saturating_add((bytes as f64 * r.ephemeral_fraction) as u64);
+        allocatable.insert("ephemeral-storage".to_string(), binary_si(bytes.saturating_sub(reserve)));
     }
     status.capacity = Some(capacity);
     status.allocatable = Some(allocatable);
@@ -434,17 +455,33 @@ mod tests {
             ephemeral_storage: Some(1000 << 20),
             ..Default::default()
         };
-        set_node_status(&mut node, &settings(), &machine(), &h, &t(100));
+        // The default hard eviction (100Mi, 10%) and 250m/1Gi/1Mi reserved.
+        let reservation = AllocatableReservation {
+            cpu_millis: 250,
+            memory: (1 << 30) + (100 << 20),
+            ephemeral_storage: 1 << 20,
+            ephemeral_fraction: 0.1,
+        };
+        set_node_status(&mut node, &NodeSettings { reservation, ..settings() }, &machine(), &h, &t(100));
         let st = node.status.expect("status");
         let cap = st.capacity.expect("capacity");
         let alloc = st.allocatable.expect("allocatable");
-        assert_eq!(cap["cpu"].0, "2");
+        assert_eq!((cap["cpu"].0.as_str(), alloc["cpu"].0.as_str()), ("2", "1750m"));
         assert_eq!(cap["memory"].0, "4Gi");
         assert_eq!(cap["pods"].0, "110");
         assert_eq!(cap["hugepages-2Mi"].0, "0");
         assert_eq!(cap["ephemeral-storage"].0, "1000Mi");
-        assert_eq!(alloc["memory"].0, "3996Mi", "capacity minus the 100Mi hard eviction threshold");
-        assert_eq!(alloc["ephemeral-storage"].0, binary_si((1000 << 20) - (1000 << 20) / 100 * 10).0);
+        assert_eq!(alloc["memory"].0, "2972Mi", "capacity minus 1Gi reserved and the 100Mi hard eviction threshold");
+        assert_eq!(alloc["ephemeral-storage"].0, "899Mi", "minus 1Mi reserved and 10% of 1000Mi");
+        // Nothing reserved: allocatable is capacity; a reservation beyond it is clamped at 0.
+        let mut bare = Node::default();
+        set_node_status(&mut bare, &settings(), &machine(), &h, &t(100));
+        assert_eq!(bare.status.and_then(|s| s.allocatable).expect("allocatable")["memory"].0, "4Gi");
+        let huge = AllocatableReservation { cpu_millis: 5000, memory: 8 << 30, ..Default::default() };
+        let mut over = Node::default();
+        set_node_status(&mut over, &NodeSettings { reservation: huge, ..settings() }, &machine(), &h, &t(100));
+        let over = over.status.and_then(|s| s.allocatable).expect("allocatable");
+        assert_eq!((over["cpu"].0.as_str(), over["memory"].0.as_str()), ("0", "0"));
         let addrs = st.addresses.expect("addresses");
         assert_eq!((addrs[0].type_.as_str(), addrs[0].address.as_str()), ("InternalIP", "10.0.0.5"));
         assert_eq!((addrs[1].type_.as_str(), addrs[1].address.as_str()), ("Hostname", "n1"));

@@ -374,6 +374,18 @@ impl ContainerManager {
         self.fs.remove(&path).map_err(|e| format!("failed to delete cgroup paths for {path} : {e}"))
     }
 
+    /// Upstream `enforceExistingCgroup`: limits an existing cgroup the kubelet does not own
+    /// (`systemReservedCgroup`, `kubeReservedCgroup`); a missing one is an error naming its
+    /// missing directories.
+    pub fn enforce_existing(&self, cgroup: &str, res: &CgroupResources) -> Result<(), String> {
+        let missing = self.fs.missing_paths(cgroup);
+        if !missing.is_empty() {
+            let list: Vec<String> = missing.iter().map(|p| p.display().to_string()).collect();
+            return Err(format!("cgroup {cgroup:?} has some missing paths: {}", list.join(", ")));
+        }
+        self.fs.set(cgroup, res).map_err(|e| e.to_string())
+    }
+
     /// The pod's cgroup, wherever its class put it, when it exists.
     pub fn find_pod_cgroup(&self, uid: &str) -> Option<CgroupName> {
         self.settings.layout.pod_cgroup_candidates(uid).into_iter().find(|c| self.fs.exists(&self.path(c)))

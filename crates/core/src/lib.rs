@@ -12,6 +12,7 @@ pub mod kubelet;
 pub mod logs;
 pub mod metrics;
 pub mod mirror;
+pub mod node_allocatable;
 pub mod pleg;
 pub mod pod_dirs;
 pub mod pod_workers;

@@ -158,7 +158,8 @@ pub async fn run(cfg: KubeletConfiguration) -> anyhow::Result<()> {
         Default::default()
     });
     let memory_capacity = machine.memory_bytes;
-    let cm = start_container_manager(&cfg, &machine)?;
+    let allocatable = node_allocatable(&cfg, &machine, &root_dir)?;
+    let (cm, allocatable_events) = start_container_manager(&cfg, &machine, &allocatable)?;
     let stats = Arc::new(core_kubelet::stats::StatsProvider::new(
         cri.clone(),
         remote.clone(),
@@ -203,7 +204,9 @@ pub async fn run(cfg: KubeletConfiguration) -> anyhow::Result<()> {
     }
     let cluster = match &cfg.kubeconfig {
         Some(kubeconfig) => {
-            let settings = crate::cluster::node_settings(&cfg, &node, &node_ips);
+            let mut settings = crate::cluster::node_settings(&cfg, &node, &node_ips);
+            settings.reservation = allocatable.reservation;
+            settings.startup_events = allocatable_events.clone();
             Some(
                 crate::cluster::start(
                     &cfg,
@@ -339,16 +342,68 @@ fn hugepage_sizes(has_hugetlb: bool, machine: &sys::node_info::MachineInfo) -> V
         .collect()
 }
 
+/// Node allocatable as configured: the system + kube reservation, the capacity it is checked
+/// against, and what `status.allocatable` holds back.
+struct NodeAllocatable {
+    reserved: core_kubelet::node_allocatable::Reserved,
+    capacity: core_kubelet::node_allocatable::Capacity,
+    reservation: api::node_status::AllocatableReservation,
+}
+
+/// Upstream `validateNodeAllocatable` at the container manager's start: a reservation (with the
+/// hard eviction thresholds) beyond capacity stops the kubelet.
+fn node_allocatable(
+    cfg: &KubeletConfiguration,
+    machine: &sys::node_info::MachineInfo,
+    root_dir: &std::path::Path,
+) -> anyhow::Result<NodeAllocatable> {
+    use core_kubelet::node_allocatable::{
+        Capacity, ThresholdValue, allocatable_reservation, check_reservation, parse_reserved, parse_thresholds,
+    };
+    // The configuration was validated: these parse.
+    let reserved = parse_reserved(&cfg.system_reserved)
+        .map_err(anyhow::Error::msg)?
+        .plus(parse_reserved(&cfg.kube_reserved).map_err(anyhow::Error::msg)?);
+    let hard = parse_thresholds(&cfg.eviction_hard).map_err(anyhow::Error::msg)?;
+    let capacity = Capacity {
+        cpu_millis: machine.num_cpus.saturating_mul(1000),
+        memory: machine.memory_bytes,
+        ephemeral_storage: sys::node_info::filesystem_capacity(root_dir).ok(),
+    };
+    check_reservation(allocatable_reservation(reserved, &hard, capacity), capacity)
+        .map_err(|e| anyhow::anyhow!("failed to start the container manager: {e}"))?;
+    let memory_eviction = hard.get("memory.available").map_or(0, |t| t.of(machine.memory_bytes));
+    let (nodefs_bytes, nodefs_fraction) = match hard.get("nodefs.available") {
+        Some(ThresholdValue::Quantity(q)) => (*q, 0.0),
+        Some(ThresholdValue::Fraction(f)) => (0, *f),
+        None => (0, 0.0),
+    };
+    let reservation = api::node_status::AllocatableReservation {
+        cpu_millis: reserved.cpu_millis,
+        memory: reserved.memory.saturating_add(memory_eviction),
+        ephemeral_storage: reserved.ephemeral_storage.saturating_add(nodefs_bytes),
+        ephemeral_fraction: nodefs_fraction,
+    };
+    Ok(NodeAllocatable { reserved, capacity, reservation })
+}
+
+/// Events the container manager's start leaves for the node: (warning, reason, message).
+type StartupEvents = Vec<(bool, String, String)>;
+
 /// With `cgroupsPerQOS`: the container manager, after `setupNode` made `<cgroupRoot>/kubepods`
-/// (limited to the node's capacity: nothing is reserved yet) and the QoS cgroups. A missing
-/// cgroup root or a cgroup that cannot be written stops the kubelet, as upstream's does.
+/// (capacity − system − kube reserved when `pods` is enforced, else capacity) and the QoS
+/// cgroups, and limited the existing system-reserved / kube-reserved cgroups when asked. A
+/// missing cgroup root or a cgroup that cannot be written stops the kubelet, as upstream's
+/// does.
 fn start_container_manager(
     cfg: &KubeletConfiguration,
     machine: &sys::node_info::MachineInfo,
-) -> anyhow::Result<Option<Arc<core_kubelet::cm::ContainerManager>>> {
+    allocatable: &NodeAllocatable,
+) -> anyhow::Result<(Option<Arc<core_kubelet::cm::ContainerManager>>, StartupEvents)> {
     use core_kubelet::cm::{CgroupLayout, ContainerManager, Driver, PodCgroupSettings};
+    use core_kubelet::node_allocatable as na;
     if !cfg.cgroups_per_qos {
-        return Ok(None);
+        return Ok((None, Vec::new()));
     }
     let root = if cfg.cgroup_root.is_empty() { "/" } else { cfg.cgroup_root.as_str() };
     let driver = Driver::parse(&cfg.cgroup_driver).map_err(anyhow::Error::msg)?;
@@ -363,17 +418,56 @@ fn start_container_manager(
             pod_pids_limit: cfg.pod_pids_limit,
         },
     );
-    let pid_max = std::fs::read_to_string("/proc/sys/kernel/pid_max").ok().and_then(|p| p.trim().parse::<i64>().ok());
-    let milli_cpus = i64::try_from(machine.num_cpus.saturating_mul(1000)).unwrap_or(i64::MAX);
-    let node = sys::cgroup::CgroupResources {
-        cpu_shares: u64::try_from(core_kubelet::runtime::resources::milli_cpu_to_shares(milli_cpus)).ok(),
-        memory_limit: i64::try_from(machine.memory_bytes).ok().filter(|m| *m > 0),
-        pids_limit: pid_max,
-        ..Default::default()
-    };
+    let pid_max = std::fs::read_to_string("/proc/sys/kernel/pid_max").ok().and_then(|p| p.trim().parse::<u64>().ok());
+    let enforce = |level: &str| cfg.enforce_node_allocatable.iter().any(|l| l == level);
+    let mut node =
+        na::kubepods_resources(allocatable.capacity, pid_max, allocatable.reserved, enforce(na::ENFORCE_PODS));
+    if machine.memory_bytes == 0 {
+        // The machine's memory could not be read: no memory limit rather than a zero one.
+        node.memory_limit = None;
+    }
     cm.start(root, &node).map_err(|e| anyhow::anyhow!("failed to start the container manager: {e}"))?;
     tracing::info!(cgroup = %cm.layout().name(&cm.layout().node), driver = %cfg.cgroup_driver, "pod cgroups enabled");
-    Ok(Some(Arc::new(cm)))
+    let mut events =
+        vec![(false, "NodeAllocatableEnforced".to_owned(), "Updated Node Allocatable limit across pods".to_owned())];
+    for (level, compressible, cgroup, list, what) in [
+        (na::ENFORCE_SYSTEM, false, &cfg.system_reserved_cgroup, &cfg.system_reserved, "System Reserved"),
+        (
+            na::ENFORCE_SYSTEM_COMPRESSIBLE,
+            true,
+            &cfg.system_reserved_cgroup,
+            &cfg.system_reserved,
+            "System Reserved Compressible",
+        ),
+        (na::ENFORCE_KUBE, false, &cfg.kube_reserved_cgroup, &cfg.kube_reserved, "Kube Reserved"),
+        (
+            na::ENFORCE_KUBE_COMPRESSIBLE,
+            true,
+            &cfg.kube_reserved_cgroup,
+            &cfg.kube_reserved,
+            "Kube Reserved Compressible",
+        ),
+    ] {
+        if !enforce(level) {
+            continue;
+        }
+        let applied = match na::reserved_cgroup_resources(list, compressible) {
+            Some(res) => cm.enforce_existing(cgroup, &res),
+            None => Err(format!("{cgroup:?} cgroup is not configured properly")),
+        };
+        if let Err(e) = applied {
+            anyhow::bail!(
+                "failed to start the container manager: Failed to enforce {what} Cgroup Limits on {cgroup:?}: {e}"
+            );
+        }
+        let which = if level.starts_with("system") { "system" } else { "kube" };
+        events.push((
+            false,
+            "NodeAllocatableEnforced".to_owned(),
+            format!("Updated limits on {which} reserved cgroup {cgroup}"),
+        ));
+    }
+    Ok((Some(Arc::new(cm)), events))
 }
 
 #[cfg(test)]

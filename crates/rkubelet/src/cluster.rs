@@ -105,6 +105,9 @@ pub fn node_settings(cfg: &KubeletConfiguration, node: &str, node_ips: &[String]
         max_images: usize::try_from(cfg.node_status_max_images).unwrap_or(usize::MAX),
         external_cloud_provider: cfg.cloud_provider == "external",
         node_ips_given: !crate::app::given_node_ips(cfg).is_empty(),
+        // Set by the caller from the container manager's start.
+        reservation: Default::default(),
+        startup_events: Vec::new(),
     }
 }
 

@@ -35,8 +35,7 @@ periodically; the period is 20s by default and is configurable via --file-check-
 
 Upstream kubelet flags that rkubelet does not implement are accepted and ignored with a warning, \
 except those whose ignoring would be unsafe (--lock-file, --exit-on-lock-contention, --runonce, \
---seccomp-default, --enforce-node-allocatable with reserved cgroups, --container-runtime other \
-than remote), which are refused.";
+--seccomp-default, --container-runtime other than remote), which are refused.";
 
 const CONFIG_FLAG_NOTE: &str =
     "(This parameter can also be set via the config file specified by --config; the flag takes precedence.)";
@@ -170,6 +169,30 @@ pub struct Flags {
     #[arg(long = "cpu-cfs-quota-period", value_name = "duration", value_parser = parse_duration, help = help_with_note(
         "Sets CPU CFS quota period value, cpu.cfs_period_us, defaults to Linux Kernel default (default 100ms)"))]
     pub cpu_cfs_quota_period: Option<Duration>,
+
+    #[arg(long = "kube-reserved", value_name = "mapStringString", value_parser = parse_eq_map, help = help_with_note(
+        "A set of ResourceName=ResourceQuantity (e.g. cpu=200m,memory=500Mi,ephemeral-storage=1Gi,pid=1000) pairs that describe resources reserved for kubernetes system components. Currently only cpu, memory, pid and local ephemeral storage for root file system are supported. (default none)"))]
+    pub kube_reserved: Option<StringMap>,
+
+    #[arg(long = "system-reserved", value_name = "mapStringString", value_parser = parse_eq_map, help = help_with_note(
+        "A set of ResourceName=ResourceQuantity (e.g. cpu=200m,memory=500Mi,ephemeral-storage=1Gi,pid=1000) pairs that describe resources reserved for non-kubernetes components. Currently only cpu, memory, pid and local ephemeral storage for root file system are supported. (default none)"))]
+    pub system_reserved: Option<StringMap>,
+
+    #[arg(long = "kube-reserved-cgroup", value_name = "string", help = help_with_note(
+        "Absolute name of the top level cgroup that is used to manage kubernetes components for which compute resources were reserved via '--kube-reserved' flag. Ex. '/kube-reserved'. [default='']"))]
+    pub kube_reserved_cgroup: Option<String>,
+
+    #[arg(long = "system-reserved-cgroup", value_name = "string", help = help_with_note(
+        "Absolute name of the top level cgroup that is used to manage non-kubernetes components for which compute resources were reserved via '--system-reserved' flag. Ex. '/system-reserved'. [default='']"))]
+    pub system_reserved_cgroup: Option<String>,
+
+    #[arg(long = "enforce-node-allocatable", value_name = "strings", value_parser = parse_levels, help = help_with_note(
+        "A comma separated list of levels of node allocatable enforcement to be enforced by kubelet. Acceptable options are 'none', 'pods', 'system-reserved', 'system-reserved-compressible', 'kube-reserved' and 'kube-reserved-compressible'. If any of the latter four options are specified, '--system-reserved-cgroup' and '--kube-reserved-cgroup' must also be set, respectively. If 'none' is specified, no additional options should be set. (default [pods])"))]
+    pub enforce_node_allocatable: Option<Levels>,
+
+    #[arg(long = "eviction-hard", value_name = "mapStringString", value_parser = parse_lt_map, help = help_with_note(
+        "A set of eviction thresholds (e.g. memory.available<1Gi) that if met would trigger a pod eviction. (default imagefs.available<15%,memory.available<100Mi,nodefs.available<10%,nodefs.inodesFree<5%)"))]
+    pub eviction_hard: Option<StringMap>,
 
     #[arg(long = "cluster-dns", value_name = "strings", value_delimiter = ',', help = help_with_note(
         "Comma-separated list of DNS server IP address. This value is used for containers DNS server in case of Pods with \"dnsPolicy=ClusterFirst\". Note: all DNS servers appearing in the list MUST serve the same set of records otherwise name resolution within the cluster may not work correctly. There is no guarantee as to which DNS server may be contacted for name resolution."))]
@@ -344,6 +367,39 @@ fn parse_bool(s: &str) -> Result<bool, String> {
     upstream::parse_go_bool(s)
 }
 
+/// A `key=value,…` (or `key<value,…`) flag value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StringMap(pub BTreeMap<String, String>);
+
+/// component-base's `MapStringString` / `LangleSeparatedMapStringString`: comma-separated
+/// pairs (empty items skipped), split at the first `sep`, trimmed.
+fn parse_map(s: &str, sep: char) -> Result<StringMap, String> {
+    let mut out = BTreeMap::new();
+    for item in s.split(',').filter(|i| !i.is_empty()) {
+        let Some((k, v)) = item.split_once(sep) else {
+            return Err(format!("malformed pair, expect string{sep}string"));
+        };
+        out.insert(k.trim().to_string(), v.trim().to_string());
+    }
+    Ok(StringMap(out))
+}
+
+fn parse_eq_map(s: &str) -> Result<StringMap, String> {
+    parse_map(s, '=')
+}
+
+fn parse_lt_map(s: &str) -> Result<StringMap, String> {
+    parse_map(s, '<')
+}
+
+/// A comma-separated list where "" is the empty list (pflag's `StringSlice`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Levels(pub Vec<String>);
+
+fn parse_levels(s: &str) -> Result<Levels, String> {
+    Ok(Levels(if s.is_empty() { Vec::new() } else { s.split(',').map(|l| l.trim().to_string()).collect() }))
+}
+
 fn parse_taint_list(s: &str) -> Result<TaintList, String> {
     config::parse_taints(s).map(TaintList)
 }
@@ -399,6 +455,12 @@ impl Flags {
             cgroup_root: self.cgroup_root.clone(),
             cpu_cfs_quota: self.cpu_cfs_quota,
             cpu_cfs_quota_period: self.cpu_cfs_quota_period,
+            kube_reserved: self.kube_reserved.clone().map(|m| m.0),
+            system_reserved: self.system_reserved.clone().map(|m| m.0),
+            kube_reserved_cgroup: self.kube_reserved_cgroup.clone(),
+            system_reserved_cgroup: self.system_reserved_cgroup.clone(),
+            enforce_node_allocatable: self.enforce_node_allocatable.clone().map(|l| l.0),
+            eviction_hard: self.eviction_hard.clone().map(|m| m.0),
             cluster_dns: self.cluster_dns.clone(),
             cluster_domain: self.cluster_domain.clone(),
             resolv_conf: self.resolv_conf.clone(),
@@ -749,6 +811,7 @@ mod tests {
     fn cgroup_flags_reach_the_configuration() {
         let c = load(args(&[
             "--cgroups-per-qos=false",
+            "--enforce-node-allocatable=",
             "--cgroup-driver=systemd",
             "--cgroup-root=/edge",
             "--cpu-cfs-quota=false",
@@ -759,8 +822,41 @@ mod tests {
         assert!(!c.cgroups_per_qos && !c.cpu_cfs_quota);
         assert_eq!((c.cgroup_driver.as_str(), c.cgroup_root.as_str()), ("systemd", "/edge"));
         assert_eq!(c.cpu_cfs_quota_period, Duration::from_millis(50));
+        assert!(c.enforce_node_allocatable.is_empty(), "an empty flag enforces nothing");
         let err = load(args(&["--cgroup-driver=openrc"])).unwrap_err().to_string();
         assert!(err.contains("cgroupDriver (--cgroup-driver) \"openrc\""), "{err}");
+        let err = load(args(&["--cgroups-per-qos=false"])).unwrap_err().to_string();
+        assert!(err.contains("cgroupsPerQOS (--cgroups-per-qos) must be set to true when \"pods\""), "{err}");
+    }
+
+    #[test]
+    fn reservation_flags_reach_the_configuration() {
+        let c = load(args(&[
+            "--kube-reserved=cpu=100m, memory=1Gi",
+            "--system-reserved=memory=512Mi,pid=100",
+            "--kube-reserved-cgroup=/kube.slice",
+            "--enforce-node-allocatable=pods,kube-reserved",
+            "--eviction-hard=memory.available<200Mi,nodefs.available<5%",
+        ]))
+        .unwrap()
+        .config;
+        assert_eq!(c.kube_reserved.get("memory").map(String::as_str), Some("1Gi"), "pairs are trimmed");
+        assert_eq!(c.system_reserved.get("pid").map(String::as_str), Some("100"));
+        assert_eq!(c.kube_reserved_cgroup, "/kube.slice");
+        assert_eq!(c.enforce_node_allocatable, ["pods", "kube-reserved"]);
+        assert_eq!(c.eviction_hard.len(), 2, "the flag replaces the default set: {:?}", c.eviction_hard);
+        let defaults = load(args(&[])).unwrap().config;
+        assert_eq!(defaults.enforce_node_allocatable, ["pods"]);
+        assert_eq!(defaults.eviction_hard.get("imagefs.available").map(String::as_str), Some("15%"));
+        let err = load(args(&["--kube-reserved=nvidia.com/gpu=1"])).unwrap_err().to_string();
+        assert!(
+            err.contains("--kube-reserved value failed to parse: cannot reserve \"nvidia.com/gpu\" resource"),
+            "{err}"
+        );
+        let err = load(args(&["--eviction-hard=memory.available=1Gi"])).unwrap_err().to_string();
+        assert!(err.contains("malformed pair, expect string<string"), "{err}");
+        let err = load(args(&["--enforce-node-allocatable=pods,system-reserved"])).unwrap_err().to_string();
+        assert!(err.contains("systemReservedCgroup (--system-reserved-cgroup) must be specified"), "{err}");
     }
 
     #[test]

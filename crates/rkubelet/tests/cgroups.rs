@@ -2,7 +2,9 @@
 //! static pods — Guaranteed, Burstable, BestEffort — get `pod<uid>` cgroups under
 //! `/kubepods`, `/kubepods/burstable` and `/kubepods/besteffort` with upstream's limits; their
 //! containers run inside them with the OOM score of their class; the burstable QoS cgroup's
-//! cpu shares follow the burstable pods' requests; a removed pod's cgroup goes.
+//! cpu shares follow the burstable pods' requests; a removed pod's cgroup goes. With
+//! `systemReserved`/`kubeReserved`, `kubepods` gets capacity minus the reservation and an
+//! existing `systemReservedCgroup` gets the system reservation; a missing one stops the agent.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
@@ -78,9 +80,13 @@ fn runtime_oom_floor(env: &NodeEnv) -> i64 {
         .unwrap_or(-1000)
 }
 
+/// The tests of this binary write the one `/kubepods`: one at a time.
+static KUBEPODS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test(flavor = "multi_thread")]
 async fn pods_get_cgroups_of_their_qos_class_with_upstreams_limits() {
     let Some(env) = NodeEnv::require() else { return };
+    let _one = KUBEPODS.lock().await;
     if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
         eprintln!("cgroup v2 host: this test reads v1 files; the v2 paths are unit-tested over a fake tree");
         return;
@@ -141,4 +147,83 @@ async fn pods_get_cgroups_of_their_qos_class_with_upstreams_limits() {
     })
     .await;
     a.cleanup().await;
+}
+
+/// The v1 hierarchies the kubelet checks a cgroup it does not own in.
+const RESERVED_HIERARCHIES: [&str; 5] = ["cpu", "cpuacct", "cpuset", "memory", "pids"];
+
+fn mem_total() -> u64 {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap();
+    sys::node_info::parse_meminfo_total(&meminfo).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reservations_come_off_kubepods_and_limit_the_system_reserved_cgroup() {
+    let Some(env) = NodeEnv::require() else { return };
+    if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        eprintln!("cgroup v2 host: this test reads v1 files");
+        return;
+    }
+    let _one = KUBEPODS.lock().await;
+    let reserved = format!("/rkt-system-reserved-{}", std::process::id());
+    for h in RESERVED_HIERARCHIES {
+        std::fs::create_dir_all(cgroup(h, &reserved)).unwrap();
+    }
+    let config = format!(
+        "systemReserved:\n  cpu: 500m\n  memory: 256Mi\n  pid: \"1000\"\nkubeReserved:\n  memory: 128Mi\n\
+         systemReservedCgroup: {reserved}\nenforceNodeAllocatable: [pods, system-reserved]\n"
+    );
+    let a = Agent::start(
+        Path::new(BIN),
+        &env,
+        "reserved",
+        AgentOptions { config_yaml: Some(config), ..Default::default() },
+    );
+    let cores = std::thread::available_parallelism().unwrap().get() as u64;
+    // The kernel keeps memory limits in whole pages.
+    let want_memory = (mem_total() - (384 << 20)) / 4096 * 4096;
+    let pid_max: u64 = std::fs::read_to_string("/proc/sys/kernel/pid_max").unwrap().trim().parse().unwrap();
+    wait_for("kubepods limited to capacity minus the reservation", Duration::from_secs(30), || async {
+        let got = (
+            read("memory", "/kubepods", "memory.limit_in_bytes"),
+            read("cpu", "/kubepods", "cpu.shares"),
+            read("pids", "/kubepods", "pids.max"),
+        );
+        let want =
+            (want_memory.to_string(), ((cores * 1000 - 500) * 1024 / 1000).to_string(), (pid_max - 1000).to_string());
+        if got == want { Ok(()) } else { Err(format!("kubepods {got:?}, want {want:?}\n{}", a.log())) }
+    })
+    .await;
+    assert_eq!(read("memory", &reserved, "memory.limit_in_bytes"), (256u64 << 20).to_string());
+    assert_eq!(read("cpu", &reserved, "cpu.shares"), "512");
+    assert_eq!(read("pids", &reserved, "pids.max"), "1000");
+    a.cleanup().await;
+
+    // A reserved cgroup that does not exist stops the kubelet, naming it.
+    let missing = format!("{reserved}-missing");
+    let config = format!(
+        "systemReserved:\n  memory: 256Mi\nsystemReservedCgroup: {missing}\nenforceNodeAllocatable: [pods, system-reserved]\n"
+    );
+    let mut b = Agent::start(
+        Path::new(BIN),
+        &env,
+        "reserved-missing",
+        AgentOptions { config_yaml: Some(config), ..Default::default() },
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while b.is_running() {
+        assert!(std::time::Instant::now() < deadline, "the agent still runs:\n{}", b.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let log = b.log();
+    assert!(
+        log.contains(&format!(
+            "Failed to enforce System Reserved Cgroup Limits on {missing:?}: cgroup {missing:?} has some missing paths"
+        )),
+        "{log}"
+    );
+    b.cleanup().await;
+    for h in RESERVED_HIERARCHIES {
+        let _ = std::fs::remove_dir(cgroup(h, &reserved));
+    }
 }

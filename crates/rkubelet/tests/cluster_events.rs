@@ -123,11 +123,13 @@ async fn lifecycle_and_failure_events_reach_the_api() {
     })
     .await;
 
-    // The node's own events (namespace default): Starting at registration.
+    // The node's own events (namespace default): Starting at registration, and the container
+    // manager's node allocatable enforcement.
     let node_events: Api<Event> = Api::namespaced(cluster.client.clone(), "default");
-    wait_for("Starting event for the node", Duration::from_secs(30), || async {
+    wait_for("Starting and NodeAllocatableEnforced events for the node", Duration::from_secs(30), || async {
         let evs = events_of(&node_events, "Node", &a.node).await;
-        if has(&evs, "Starting", |m| m == "Starting kubelet.") { Ok(()) } else { Err(format!("{evs:?}")) }
+        let enforced = has(&evs, "NodeAllocatableEnforced", |m| m == "Updated Node Allocatable limit across pods");
+        if has(&evs, "Starting", |m| m == "Starting kubelet.") && enforced { Ok(()) } else { Err(format!("{evs:?}")) }
     })
     .await;
 

@@ -130,13 +130,22 @@ impl CgroupFs {
     /// Whether `name` exists for the controllers the kubelet relies on (upstream checks the
     /// cpu, cpuacct, cpuset, memory and pids hierarchies on v1; the directory on v2).
     pub fn exists(&self, name: &str) -> bool {
+        self.missing_paths(name).is_empty()
+    }
+
+    /// The directories of `name` that are missing among those [`exists`](Self::exists)
+    /// checks (upstream `Validate`'s "missing paths").
+    pub fn missing_paths(&self, name: &str) -> Vec<PathBuf> {
         if self.is_v2() {
-            return self.root.join(Self::rel(name)).is_dir();
+            let dir = self.root.join(Self::rel(name));
+            return if dir.is_dir() { Vec::new() } else { vec![dir] };
         }
         ["cpu", "cpuacct", "cpuset", "memory", "pids"]
             .iter()
             .filter_map(|c| self.hierarchy(c))
-            .all(|h| h.join(Self::rel(name)).is_dir())
+            .map(|h| h.join(Self::rel(name)))
+            .filter(|d| !d.is_dir())
+            .collect()
     }
 
     /// Creates `name` (and its missing ancestors) in every hierarchy and applies `res`.

@@ -162,6 +162,23 @@ impl FieldValue for Vec<String> {
     }
 }
 
+/// String maps (`kubeReserved`, `evictionHard`): an object of string values.
+impl FieldValue for BTreeMap<String, String> {
+    fn from_json(v: &Value) -> Result<Self, String> {
+        match v {
+            Value::Null => Ok(BTreeMap::new()),
+            Value::Object(m) => m.iter().map(|(k, v)| Ok((k.clone(), String::from_json(v)?))).collect(),
+            other => Err(format!("expected a map of strings, got {}", describe(other))),
+        }
+    }
+    fn to_json(&self) -> Value {
+        Value::Object(self.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect())
+    }
+    fn is_go_zero(&self) -> bool {
+        self.is_empty()
+    }
+}
+
 /// `registerWithTaints`: a list of core/v1 Taint objects.
 impl FieldValue for Vec<Taint> {
     fn from_json(v: &Value) -> Result<Self, String> {
@@ -468,6 +485,25 @@ kubelet_configuration! {
         "cpuCFSQuota" => cpu_cfs_quota: bool = true, Ptr;
         /// The CFS period cpu limits are quotas of. `--cpu-cfs-quota-period`, default 100ms.
         "cpuCFSQuotaPeriod" => cpu_cfs_quota_period: Duration = Duration::from_millis(100), Value;
+        /// Resources reserved for Kubernetes system daemons (`cpu`, `memory`,
+        /// `ephemeral-storage`, `pid` → quantity), taken out of allocatable. `--kube-reserved`.
+        "kubeReserved" => kube_reserved: BTreeMap<String, String> = BTreeMap::new(), Value;
+        /// Resources reserved for the rest of the system. `--system-reserved`.
+        "systemReserved" => system_reserved: BTreeMap<String, String> = BTreeMap::new(), Value;
+        /// The existing cgroup `kube-reserved` enforcement limits. `--kube-reserved-cgroup`.
+        "kubeReservedCgroup" => kube_reserved_cgroup: String = String::new(), Value;
+        /// The existing cgroup `system-reserved` enforcement limits. `--system-reserved-cgroup`.
+        "systemReservedCgroup" => system_reserved_cgroup: String = String::new(), Value;
+        /// What node allocatable limits: `pods` (the kubepods cgroup), `system-reserved`,
+        /// `kube-reserved` (and their `-compressible` cpu-only forms) or `none`; an explicit
+        /// empty list enforces nothing. `--enforce-node-allocatable`.
+        "enforceNodeAllocatable" => enforce_node_allocatable: Vec<String> = vec!["pods".to_owned()], Ptr;
+        /// Hard eviction thresholds (signal → quantity or percentage); unset is upstream's
+        /// default set, a file's map replaces it whole unless `mergeDefaultEvictionSettings`.
+        /// `--eviction-hard` (`memory.available<100Mi,…`).
+        "evictionHard" => eviction_hard: BTreeMap<String, String> = default_eviction_hard(), Ptr;
+        /// Fill the signals a file's `evictionHard` leaves out from the defaults.
+        "mergeDefaultEvictionSettings" => merge_default_eviction_settings: bool = false, Ptr;
     }
     runtime {
         /// Directory for the kubelet's own files (volume mounts, checkpoints, …). `--root-dir`.
@@ -493,6 +529,19 @@ kubelet_configuration! {
     }
 }
 
+/// Upstream's `DefaultEvictionHard` (Linux).
+pub fn default_eviction_hard() -> BTreeMap<String, String> {
+    [
+        ("memory.available", "100Mi"),
+        ("nodefs.available", "10%"),
+        ("nodefs.inodesFree", "5%"),
+        ("imagefs.available", "15%"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect()
+}
+
 impl KubeletConfiguration {
     /// Applies precedence flag > file > default to every file-backed field, then upstream's
     /// defaulting rules that are not "zero means unset". Runtime-only fields get their defaults;
@@ -507,7 +556,16 @@ impl KubeletConfiguration {
             .then_some(file.node_status_update_frequency)
             .flatten()
             .filter(|d| !d.is_zero());
+        let file_eviction_hard = file.eviction_hard.is_some();
+        let flag_eviction_hard = flags.eviction_hard.is_some();
         let mut out = Self::resolve_fields(file, flags);
+        // `mergeDefaultEvictionSettings` fills a file's evictionHard from the defaults; the flag
+        // replaces the map as it is.
+        if out.merge_default_eviction_settings && file_eviction_hard && !flag_eviction_hard {
+            for (k, v) in default_eviction_hard() {
+                out.eviction_hard.entry(k).or_insert(v);
+            }
+        }
         if let Some(update) = report_default {
             out.node_status_report_frequency = update;
         }
@@ -619,6 +677,20 @@ impl KubeletConfiguration {
                  set --cloud-provider=external and run an external cloud controller manager",
                 self.cloud_provider
             ));
+        }
+        errs.extend(crate::node_allocatable::validate_enforcement(
+            &self.enforce_node_allocatable,
+            &self.system_reserved_cgroup,
+            &self.kube_reserved_cgroup,
+            self.cgroups_per_qos,
+        ));
+        for (flag, m) in [("--kube-reserved", &self.kube_reserved), ("--system-reserved", &self.system_reserved)] {
+            if let Err(e) = crate::node_allocatable::parse_reserved(m) {
+                errs.push(format!("{flag} value failed to parse: {e}"));
+            }
+        }
+        if let Err(e) = crate::node_allocatable::parse_thresholds(&self.eviction_hard) {
+            errs.push(format!("evictionHard (--eviction-hard): {e}"));
         }
         if errs.is_empty() { Ok(()) } else { Err(ConfigError::Invalid(errs)) }
     }
@@ -765,6 +837,25 @@ volumeStatsAggPeriod: 0s
 
     fn parse(s: &str) -> Result<(KubeletConfigFile, Vec<String>), ConfigError> {
         parse_file(s.as_bytes(), Path::new("/etc/kubernetes/kubelet.yaml"))
+    }
+
+    #[test]
+    fn eviction_hard_from_a_file_replaces_the_defaults_unless_merged() {
+        let kind = "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n";
+        let resolve = |body: &str| {
+            let (file, _) = parse(&format!("{kind}{body}")).unwrap();
+            KubeletConfiguration::resolve(file, KubeletConfigFile::default())
+        };
+        assert_eq!(resolve("").eviction_hard, default_eviction_hard());
+        let partial = resolve("evictionHard:\n  memory.available: 200Mi\n");
+        assert_eq!(partial.eviction_hard.len(), 1, "{:?}", partial.eviction_hard);
+        let merged = resolve("mergeDefaultEvictionSettings: true\nevictionHard:\n  memory.available: 200Mi\n");
+        assert_eq!(merged.eviction_hard.len(), 4);
+        assert_eq!(merged.eviction_hard["memory.available"], "200Mi", "the file's signal wins");
+        assert!(resolve("evictionHard: {}\n").eviction_hard.is_empty(), "an explicit empty map stays empty");
+        let none = resolve("enforceNodeAllocatable: []\nkubeReserved:\n  cpu: 100m\n");
+        assert!(none.enforce_node_allocatable.is_empty());
+        assert_eq!(none.kube_reserved["cpu"], "100m");
     }
 
     #[test]

@@ -13,15 +13,6 @@ use super::{ConfigError, parse_duration};
 pub const SECCOMP_DEFAULT_REFUSED: &str = "rkubelet does not apply the RuntimeDefault seccomp profile by default; \
      containers that do not ask for a profile would run Unconfined";
 
-/// Why enforcing `system-reserved` / `kube-reserved` is refused.
-pub const ENFORCE_RESERVED_REFUSED: &str = "rkubelet does not create or limit the system-reserved and kube-reserved \
-     cgroups; the reservation would not be enforced";
-
-/// `enforceNodeAllocatable` levels rkubelet cannot honour.
-pub fn enforces_reserved(levels: &[&str]) -> bool {
-    levels.iter().any(|l| l.trim().starts_with("system-reserved") || l.trim().starts_with("kube-reserved"))
-}
-
 /// Whether a value of an unknown field says nothing: a Go zero value ("0s", "", `{}`, `[]`,
 /// null), or an object made only of those (kubeadm's `logging: {flushFrequency: 0, …}`). A bare
 /// `false` or `0` at the top level is not "nothing": upstream's pointer fields keep them.
@@ -40,10 +31,6 @@ fn is_unset(v: &Value, top: bool) -> bool {
 fn refusal(field: &str, v: &Value) -> Option<&'static str> {
     match field {
         "seccompDefault" if v.as_bool() == Some(true) => Some(SECCOMP_DEFAULT_REFUSED),
-        "enforceNodeAllocatable" => {
-            let levels: Vec<&str> = v.as_array()?.iter().filter_map(Value::as_str).collect();
-            enforces_reserved(&levels).then_some(ENFORCE_RESERVED_REFUSED)
-        }
         _ => None,
     }
 }
@@ -96,14 +83,13 @@ mod tests {
     fn unsafe_fields_are_refused() {
         let map: Map<String, Value> = serde_json::from_value(json!({
             "seccompDefault": false,
-            "enforceNodeAllocatable": ["pods"],
             "cgroupDriver": "systemd",
             "memorySwap": {},
         }))
         .unwrap();
         let unknown: Vec<String> = map.keys().cloned().collect();
         let warnings = check_unknown(&map, &unknown, Path::new("/k.yaml")).unwrap();
-        assert_eq!(warnings.len(), 3, "{warnings:#?}");
+        assert_eq!(warnings.len(), 2, "{warnings:#?}");
 
         let map: Map<String, Value> = serde_json::from_value(json!({"seccompDefault": true})).unwrap();
         let err = check_unknown(&map, &["seccompDefault".into()], Path::new("/k.yaml")).unwrap_err().to_string();
@@ -112,10 +98,5 @@ mod tests {
             "{err}"
         );
         assert!(err.contains("Unconfined"), "{err}");
-
-        let map: Map<String, Value> =
-            serde_json::from_value(json!({"enforceNodeAllocatable": ["pods", "kube-reserved"]})).unwrap();
-        let err = check_unknown(&map, &["enforceNodeAllocatable".into()], Path::new("/k.yaml")).unwrap_err();
-        assert!(err.to_string().contains("kube-reserved cgroups"), "{err}");
     }
 }

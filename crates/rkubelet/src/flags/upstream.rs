@@ -4,7 +4,7 @@
 //! distributions put on the command line, so flags rkubelet does not implement are accepted
 //! and logged, except those whose silent ignoring would be unsafe, which are refused.
 
-use core_kubelet::config::unsupported::{ENFORCE_RESERVED_REFUSED, SECCOMP_DEFAULT_REFUSED, enforces_reserved};
+use core_kubelet::config::unsupported::SECCOMP_DEFAULT_REFUSED;
 
 /// How rkubelet treats one upstream flag.
 #[derive(Clone, Copy)]
@@ -73,10 +73,10 @@ pub const UPSTREAM_FLAGS: &[UpstreamFlag] = &[
     imp("enable-controller-attach-detach", B),
     imp("enable-debugging-handlers", B),
     imp("enable-server", B),
-    guard("enforce-node-allocatable", V, enforce_reserved),
+    imp("enforce-node-allocatable", V),
     imp("event-burst", V),
     imp("event-qps", V),
-    ign("eviction-hard", V),
+    imp("eviction-hard", V),
     ign("eviction-max-pod-grace-period", V),
     ign("eviction-minimum-reclaim", V),
     ign("eviction-pressure-transition-period", V),
@@ -104,8 +104,8 @@ pub const UPSTREAM_FLAGS: &[UpstreamFlag] = &[
     imp("kube-api-burst", V),
     ign("kube-api-content-type", V),
     imp("kube-api-qps", V),
-    ign("kube-reserved", V),
-    ign("kube-reserved-cgroup", V),
+    imp("kube-reserved", V),
+    imp("kube-reserved-cgroup", V),
     imp("kubeconfig", V),
     ign("kubelet-cgroups", V),
     ign("local-storage-capacity-isolation", B),
@@ -160,8 +160,8 @@ pub const UPSTREAM_FLAGS: &[UpstreamFlag] = &[
     ign("streaming-connection-idle-timeout", V),
     imp("sync-frequency", V),
     ign("system-cgroups", V),
-    ign("system-reserved", V),
-    ign("system-reserved-cgroup", V),
+    imp("system-reserved", V),
+    imp("system-reserved-cgroup", V),
     imp("tls-cert-file", V),
     imp("tls-cipher-suites", V),
     imp("tls-min-version", V),
@@ -195,10 +195,6 @@ pub fn parse_go_bool(s: &str) -> Result<bool, String> {
 
 fn is_true(v: &str) -> bool {
     parse_go_bool(v) == Ok(true)
-}
-
-fn enforce_reserved(v: &str) -> Option<&'static str> {
-    enforces_reserved(&v.split(',').collect::<Vec<_>>()).then_some(ENFORCE_RESERVED_REFUSED)
 }
 
 fn exit_on_lock_contention(v: &str) -> Option<&'static str> {
@@ -340,8 +336,8 @@ mod tests {
             "memory=50%",
             "--max-pods",
             "20",
-            "--kube-reserved",
-            "cpu=100m",
+            "--kubelet-cgroups",
+            "/kubelet",
             "--kube_api_qps=5",
             "-v",
             "3",
@@ -356,7 +352,7 @@ mod tests {
                 "flag --pod-infra-container-image is not supported by rkubelet and is ignored",
                 "flag --fail-swap-on is not supported by rkubelet and is ignored",
                 "flag --qos-reserved is not supported by rkubelet and is ignored",
-                "flag --kube-reserved is not supported by rkubelet and is ignored",
+                "flag --kubelet-cgroups is not supported by rkubelet and is ignored",
                 "flag --feature-gates is not supported by rkubelet and is ignored",
             ]
         );
@@ -377,7 +373,6 @@ mod tests {
             (&["--exit-on-lock-contention"][..], "exit-on-lock-contention"),
             (&["--runonce=true"][..], "runonce"),
             (&["--seccomp-default"][..], "seccomp-default"),
-            (&["--enforce-node-allocatable=pods,kube-reserved"][..], "enforce-node-allocatable"),
             (&["--container-runtime=docker"][..], "container-runtime"),
         ] {
             match strip(args) {
@@ -390,16 +385,10 @@ mod tests {
             err.starts_with("flag --seccomp-default=true is not supported by rkubelet and cannot be ignored safely: "),
             "{err}"
         );
-        let (kept, warnings) = strip(&[
-            "--container-runtime=remote",
-            "--seccomp-default=false",
-            "--enforce-node-allocatable=pods",
-            "--lock-file=",
-            "--runonce=0",
-        ])
-        .unwrap();
+        let (kept, warnings) =
+            strip(&["--container-runtime=remote", "--seccomp-default=false", "--lock-file=", "--runonce=0"]).unwrap();
         assert!(kept.is_empty());
-        assert_eq!(warnings.len(), 5, "{warnings:?}");
+        assert_eq!(warnings.len(), 4, "{warnings:?}");
     }
 
     #[test]
