@@ -1,5 +1,6 @@
 //! The node's and pods' resource usage for `/stats/summary` and `/metrics/resource`, as
-//! upstream's CRI stats provider builds it:
+//! upstream's CRI stats provider builds it (and, in [`cadvisor`], the cgroups
+//! `/metrics/cadvisor` reports):
 //!
 //! - the node's CPU and memory from the root cgroup (cAdvisor's figures: working set = usage −
 //!   inactive file), its network from the host's interfaces (`eth0` inlined), `fs` from the
@@ -8,8 +9,8 @@
 //! - pods from the runtime: sandboxes (of a pod's several, the ready ones or else the newest),
 //!   their running containers, and CRI `ListContainerStats` for each container's CPU, working
 //!   set and writable layer; logs are the disk usage of the container's log directory on the
-//!   root filesystem; the pod's CPU and memory are the sum of its containers' (upstream's
-//!   fallback when it has no pod cgroup, which this kubelet does not create yet);
+//!   root filesystem; the pod's CPU and memory are its own cgroup's when it has one (with
+//!   `cgroupsPerQOS`), else the sum of its containers' (upstream's fallback);
 //!   `ephemeral-storage` adds up the containers' writable layers and logs, the pod's local
 //!   volumes and its etc-hosts file;
 //! - `usageNanoCores` is the rate between this read and the previous sample of the same
@@ -162,8 +163,9 @@ pub struct StatsProvider {
     clock: Arc<dyn Clock>,
     settings: StatsSettings,
     cpu: Mutex<HashMap<String, CpuSample>>,
-    /// Sandbox id → its process (the pod's network namespace), asked of the runtime once.
-    sandbox_pids: Mutex<HashMap<String, u32>>,
+    /// Sandbox id → its process (the pod's network namespace) and image, asked of the runtime
+    /// once; pruned to the sandboxes each read finds.
+    sandboxes: Mutex<HashMap<String, SandboxInfo>>,
     /// One storage walk at a time: concurrent reads wait instead of walking the same trees.
     walking: tokio::sync::Mutex<()>,
     /// Pod UID → its volumes as last measured (upstream's `fsResourceAnalyzer` cache).
@@ -220,7 +222,7 @@ impl StatsProvider {
             clock,
             settings,
             cpu: Mutex::new(HashMap::new()),
-            sandbox_pids: Mutex::new(HashMap::new()),
+            sandboxes: Mutex::new(HashMap::new()),
             walking: tokio::sync::Mutex::new(()),
             volumes: Arc::default(),
         }
@@ -406,7 +408,7 @@ impl StatsProvider {
             .map_err(|e| format!("measuring the pods' storage: {e}"))?;
         }
         let live: std::collections::HashSet<&String> = ids.values().collect();
-        self.sandbox_pids.lock().unwrap_or_else(PoisonError::into_inner).retain(|id, _| live.contains(id));
+        self.sandboxes.lock().unwrap_or_else(PoisonError::into_inner).retain(|id, _| live.contains(id));
         pods.sort_by(|a, b| (&a.pod_ref.namespace, &a.pod_ref.name).cmp(&(&b.pod_ref.namespace, &b.pod_ref.name)));
         Ok(pods)
     }
@@ -471,19 +473,31 @@ impl StatsProvider {
     /// The interfaces of the sandbox's network namespace, `eth0` inlined (upstream reads them
     /// through cAdvisor from the sandbox's cgroup); None when the runtime gives no process.
     async fn pod_network(&self, time: Time, sandbox_id: &str) -> Option<NetworkStats> {
-        let cached = self.sandbox_pids.lock().unwrap_or_else(PoisonError::into_inner).get(sandbox_id).copied();
-        let pid = match cached {
-            Some(pid) => pid,
-            None => {
-                let info = self.runtime.pod_sandbox_info(sandbox_id).await.ok()?;
-                let doc: serde_json::Value = serde_json::from_str(info.get("info")?).ok()?;
-                let pid = u32::try_from(doc.get("pid")?.as_u64()?).ok().filter(|p| *p > 0)?;
-                self.sandbox_pids.lock().unwrap_or_else(PoisonError::into_inner).insert(sandbox_id.to_owned(), pid);
-                pid
-            }
-        };
-        self.host.process_interfaces(pid).ok().map(|ifs| network_stats(time, &ifs))
+        let info = self.sandbox_info(sandbox_id).await?;
+        self.host.process_interfaces(info.pid).ok().map(|ifs| network_stats(time, &ifs))
     }
+
+    /// The sandbox's process and image from the runtime's verbose status (cached); None while
+    /// it has no process.
+    async fn sandbox_info(&self, sandbox_id: &str) -> Option<SandboxInfo> {
+        if let Some(info) = self.sandboxes.lock().unwrap_or_else(PoisonError::into_inner).get(sandbox_id) {
+            return Some(info.clone());
+        }
+        let info = self.runtime.pod_sandbox_info(sandbox_id).await.ok()?;
+        let doc: serde_json::Value = serde_json::from_str(info.get("info")?).ok()?;
+        let pid = u32::try_from(doc.get("pid")?.as_u64()?).ok().filter(|p| *p > 0)?;
+        let image = doc.get("image").and_then(|i| i.as_str()).unwrap_or_default().to_owned();
+        let info = SandboxInfo { pid, image };
+        self.sandboxes.lock().unwrap_or_else(PoisonError::into_inner).insert(sandbox_id.to_owned(), info.clone());
+        Some(info)
+    }
+}
+
+/// What the runtime's verbose status says of a sandbox.
+#[derive(Debug, Clone)]
+struct SandboxInfo {
+    pid: u32,
+    image: String,
 }
 
 /// The disk-usage side of the summary (logs, volumes, ephemeral storage): plain blocking

@@ -340,6 +340,10 @@ struct Cause {
     message: String,
 }
 
+fn success() -> Status {
+    Status { metadata: Empty {}, status: "Success", message: String::new(), reason: "", details: None, code: 0 }
+}
+
 fn internal(message: String) -> Status {
     Status {
         metadata: Empty {},
@@ -356,20 +360,13 @@ fn internal(message: String) -> Status {
 /// N"; any other failure, or what cannot be read, is an internal error with its message.
 pub(crate) fn translated_status(error_stream: &[u8]) -> Vec<u8> {
     let status = if error_stream.is_empty() {
-        Status { metadata: Empty {}, status: "Success", message: String::new(), reason: "", details: None, code: 0 }
+        success()
     } else {
         match serde_json::from_slice::<serde_json::Value>(error_stream) {
             Err(e) => {
                 internal(format!("error stream protocol error: {e} in {:?}", String::from_utf8_lossy(error_stream)))
             }
-            Ok(v) if v["status"] == "Success" => Status {
-                metadata: Empty {},
-                status: "Success",
-                message: String::new(),
-                reason: "",
-                details: None,
-                code: 0,
-            },
+            Ok(v) if v["status"] == "Success" => success(),
             Ok(v) if v["status"] == "Failure" && v["reason"] == "NonZeroExitCode" => {
                 let causes = v["details"]["causes"].as_array().cloned().unwrap_or_default();
                 let code = causes

@@ -144,6 +144,12 @@ pub fn parse_memory_v2(usage: u64, max_usage: u64, swap: u64, stat: &str, events
     }
 }
 
+/// v2 usage: `memory.current`, or for the root (which has none) `anon` + `file` of
+/// `memory.stat`, as runc's `rootStatsFromMeminfo`.
+pub fn v2_usage(current: Option<u64>, stat: &str) -> u64 {
+    current.unwrap_or_else(|| field(stat, "anon").unwrap_or(0).saturating_add(field(stat, "file").unwrap_or(0)))
+}
+
 /// runc's inverse of the shares → weight mapping, as cAdvisor reads `cpu.weight` back.
 pub fn weight_to_shares(weight: u64) -> u64 {
     if weight == 0 {
@@ -211,10 +217,7 @@ pub fn read_v2(dir: &Path) -> Result<CgroupMetrics> {
     let cpu = read_optional(&dir.join("cpu.stat"))?.and_then(|s| parse_cpu_v2(&s));
     let memory = match read_optional(&dir.join("memory.stat"))? {
         Some(stat) => {
-            let usage = match number(&dir.join("memory.current"))? {
-                Some(u) => u,
-                None => field(&stat, "anon").unwrap_or(0).saturating_add(field(&stat, "file").unwrap_or(0)),
-            };
+            let usage = v2_usage(number(&dir.join("memory.current"))?, &stat);
             let events = read_optional(&dir.join("memory.events"))?.unwrap_or_default();
             Some(parse_memory_v2(
                 usage,

@@ -9,6 +9,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::str::FromStr;
 
+use crate::cgroup_metrics;
 use crate::error::{Error, Result, WrappedIoError};
 use crate::fs::read_to_string;
 
@@ -59,39 +60,17 @@ pub(crate) fn stat_field(stat: &str, key: &str) -> Option<u64> {
     })
 }
 
-/// cgroup v1 `memory.stat` with `memory.usage_in_bytes`: working set = usage −
-/// `total_inactive_file` (clamped at 0), rss = `total_rss` (the hierarchical figure, as
-/// `use_hierarchy` is always on in practice), faults = `pgfault` and `pgmajfault` — cAdvisor
-/// reads these plain keys (the cgroup's own counters, not `total_*`) on both versions.
-pub fn parse_memory_stat_v1(usage: u64, stat: &str) -> MemoryStats {
-    let f = |k: &str| stat_field(stat, k).unwrap_or(0);
-    MemoryStats {
-        usage_bytes: usage,
-        working_set_bytes: usage.saturating_sub(f("total_inactive_file")),
-        rss_bytes: f("total_rss"),
-        page_faults: f("pgfault"),
-        major_page_faults: f("pgmajfault"),
+impl From<&crate::cgroup_metrics::MemoryMetrics> for MemoryStats {
+    /// The summary's figures out of cAdvisor's (one reader of `memory.stat` for both).
+    fn from(m: &crate::cgroup_metrics::MemoryMetrics) -> Self {
+        MemoryStats {
+            usage_bytes: m.usage,
+            working_set_bytes: m.working_set,
+            rss_bytes: m.rss,
+            page_faults: m.pgfault,
+            major_page_faults: m.pgmajfault,
+        }
     }
-}
-
-/// cgroup v2 `memory.stat` with `memory.current`: working set = usage − `inactive_file`
-/// (clamped), rss = `anon`, faults = `pgfault` / `pgmajfault`. The root cgroup has no
-/// `memory.current`; for `None` usage is `anon` + `file`, as runc's `rootStatsFromMeminfo`.
-pub fn parse_memory_stat_v2(usage: Option<u64>, stat: &str) -> MemoryStats {
-    let f = |k: &str| stat_field(stat, k).unwrap_or(0);
-    let usage = usage.unwrap_or_else(|| f("anon").saturating_add(f("file")));
-    MemoryStats {
-        usage_bytes: usage,
-        working_set_bytes: usage.saturating_sub(f("inactive_file")),
-        rss_bytes: f("anon"),
-        page_faults: f("pgfault"),
-        major_page_faults: f("pgmajfault"),
-    }
-}
-
-/// cgroup v2 `cpu.stat` → `usage_usec` in nanoseconds.
-pub fn parse_cpu_stat_v2(text: &str) -> Option<u64> {
-    stat_field(text, "usage_usec")?.checked_mul(1000)
 }
 
 /// CPU and memory of `cgroup` (`/`, `/kubepods/pod<uid>`) under `cgroup_root`
@@ -104,16 +83,21 @@ pub fn cgroup_stats(cgroup_root: &Path, cgroup: &str) -> Result<CgroupStats> {
     let rel = cgroup.trim_start_matches('/');
     if cgroup_root.join("cgroup.controllers").exists() {
         let dir = cgroup_root.join(rel);
-        let cpu_usage_nanoseconds = read_optional(&dir.join("cpu.stat"))?.and_then(|s| parse_cpu_stat_v2(&s));
+        let cpu_usage_nanoseconds =
+            read_optional(&dir.join("cpu.stat"))?.and_then(|s| cgroup_metrics::parse_cpu_v2(&s)).map(|c| c.usage_ns);
         let memory = match read_optional(&dir.join("memory.stat"))? {
-            Some(stat) => Some(parse_memory_stat_v2(read_number(&dir.join("memory.current"))?, &stat)),
+            Some(stat) => {
+                let usage = cgroup_metrics::v2_usage(read_number(&dir.join("memory.current"))?, &stat);
+                Some(MemoryStats::from(&cgroup_metrics::parse_memory_v2(usage, 0, 0, &stat, "")))
+            }
             None => None,
         };
         return Ok(CgroupStats { cpu_usage_nanoseconds, memory });
     }
     let mem = cgroup_root.join("memory").join(rel);
     let memory = match read_number(&mem.join("memory.usage_in_bytes"))? {
-        Some(usage) => read_optional(&mem.join("memory.stat"))?.map(|stat| parse_memory_stat_v1(usage, &stat)),
+        Some(usage) => read_optional(&mem.join("memory.stat"))?
+            .map(|stat| MemoryStats::from(&cgroup_metrics::parse_memory_v1(usage, 0, 0, &stat))),
         None => None,
     };
     let mut cpu = cgroup_root.join("cpuacct").join(rel);
@@ -297,23 +281,21 @@ mod tests {
         inactive_file 20971520\nworkingset_refault_file 0\npgfault 123456\npgmajfault 789\n";
 
     #[test]
-    fn memory_and_cpu_parsers() {
-        let m = parse_memory_stat_v1(200 << 20, STAT_V1);
+    fn summary_memory_comes_from_cadvisors_figures() {
+        let m = MemoryStats::from(&cgroup_metrics::parse_memory_v1(200 << 20, 0, 0, STAT_V1));
         assert_eq!(m.usage_bytes, 200 << 20);
         assert_eq!(m.working_set_bytes, (200 << 20) - 20_971_520);
         assert_eq!((m.rss_bytes, m.page_faults, m.major_page_faults), (104_857_600, 70, 2));
-        assert_eq!(parse_memory_stat_v1(1000, STAT_V1).working_set_bytes, 0, "clamped at 0");
-
-        let m = parse_memory_stat_v2(Some(160 << 20), STAT_V2);
-        assert_eq!(m.working_set_bytes, (160 << 20) - 20_971_520);
-        assert_eq!((m.rss_bytes, m.page_faults, m.major_page_faults), (104_857_600, 123_456, 789));
-        let root = parse_memory_stat_v2(None, STAT_V2);
+        let root = MemoryStats::from(&cgroup_metrics::parse_memory_v2(
+            cgroup_metrics::v2_usage(None, STAT_V2),
+            0,
+            0,
+            STAT_V2,
+            "",
+        ));
         assert_eq!(root.usage_bytes, 104_857_600 + 52_428_800, "root: anon + file");
         assert_eq!(root.working_set_bytes, 104_857_600 + 52_428_800 - 20_971_520);
-
-        let cpu = "usage_usec 1234567\nuser_usec 1000000\nsystem_usec 234567\nnr_periods 0\n";
-        assert_eq!(parse_cpu_stat_v2(cpu), Some(1_234_567_000));
-        assert_eq!(parse_cpu_stat_v2("user_usec 5\n"), None);
+        assert_eq!((root.rss_bytes, root.page_faults, root.major_page_faults), (104_857_600, 123_456, 789));
     }
 
     #[test]

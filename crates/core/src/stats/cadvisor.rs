@@ -103,6 +103,11 @@ impl StatsProvider {
         let pods: HashMap<&str, (&str, &str)> =
             owners.values().map(|o| (o.uid.as_str(), (o.pod.as_str(), o.namespace.as_str()))).collect();
 
+        let listed: std::collections::HashSet<&str> = sandboxes.iter().map(|s| s.id.as_str()).collect();
+        self.sandboxes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .retain(|id, _| listed.contains(id.as_str()));
         let now = Time(self.now_ns());
         let root = self.host.cgroup_metrics("/").map_err(|e| format!("failed to get root cgroup stats: {e}"))?;
         let mut out = vec![CgroupSeries {
@@ -163,14 +168,9 @@ impl StatsProvider {
         Ok(out)
     }
 
-    /// The sandbox's image and its network namespace's interfaces, from the runtime's verbose
-    /// sandbox status (its `image` and process).
+    /// The sandbox's image and its network namespace's interfaces.
     async fn sandbox_image_and_network(&self, sandbox_id: &str) -> (String, Vec<sys::stats::InterfaceStats>) {
-        let info = self.runtime.pod_sandbox_info(sandbox_id).await.ok();
-        let doc: Option<serde_json::Value> = info.as_ref().and_then(|i| serde_json::from_str(i.get("info")?).ok());
-        let image = doc.as_ref().and_then(|d| d.get("image")?.as_str().map(str::to_owned)).unwrap_or_default();
-        let pid = doc.as_ref().and_then(|d| u32::try_from(d.get("pid")?.as_u64()?).ok()).filter(|p| *p > 0);
-        let network = pid.and_then(|p| self.host.process_interfaces(p).ok()).unwrap_or_default();
-        (image, network)
+        let Some(info) = self.sandbox_info(sandbox_id).await else { return (String::new(), Vec::new()) };
+        (info.image.clone(), self.host.process_interfaces(info.pid).unwrap_or_default())
     }
 }

@@ -371,6 +371,7 @@ async fn cadvisor_walks_the_root_and_kubepods_and_labels_pods_and_containers() {
         ..Default::default()
     };
     let app = s.cri.create_container(&sandbox, config, sandbox_config("web", "u1")).await.expect("create");
+    s.cri.start_container(&app).await.expect("start");
     let tree = HashMap::from([
         ("/kubepods".to_string(), vec!["burstable".to_string(), "besteffort".to_string()]),
         ("/kubepods/burstable".to_string(), vec!["podu1".to_string(), "podgone".to_string()]),
@@ -421,6 +422,15 @@ async fn cadvisor_walks_the_root_and_kubepods_and_labels_pods_and_containers() {
     assert_eq!(c.metrics.cpu.map(|m| m.usage_ns), Some(app_id.len() as u64));
     let stranger = by_id(&format!("{pod}/stranger"));
     assert_eq!((stranger.container.as_str(), stranger.pod.as_str()), ("", ""), "not the runtime's");
+
+    // The sandbox's verbose status is asked once, for the summary's pod network as well.
+    s.cri.clear_calls();
+    s.provider.cgroup_series().await.expect("series");
+    let summary = s.provider.summary(false).await.expect("summary");
+    let network = summary.pods.first().and_then(|p| p.network.clone()).expect("the pod's network");
+    assert_eq!(network.default.rx_bytes, Some(77));
+    let asked: Vec<String> = s.cri.calls().into_iter().filter(|c| c.starts_with("PodSandboxStatus")).collect();
+    assert!(asked.is_empty(), "cached: {asked:?}");
 
     // Without pod cgroups only the root is reported.
     let mut settings = s.provider.settings.clone();
