@@ -81,6 +81,17 @@ pub fn pod_event(pod: &Pod, kind: EventType, reason: &'static str, message: impl
     Event { object: pod_key(pod), involved: Some(involved), kind, reason, message: message.into() }
 }
 
+/// An event about the node (upstream's `nodeRef`: kind Node, the node's name as name and UID).
+pub fn node_event(node: &str, kind: EventType, reason: &'static str, message: impl Into<String>) -> Event {
+    Event {
+        object: format!("node/{node}"),
+        involved: Some(api::events::node_reference(node)),
+        kind,
+        reason,
+        message: message.into(),
+    }
+}
+
 /// Events to the API server as well as the log (upstream's broadcaster logs every event too).
 pub struct ApiRecorder(pub api::events::EventSink);
 

@@ -531,6 +531,9 @@ pub struct SyncLoop {
     pub static_pods: Option<tokio::sync::watch::Sender<Vec<Arc<Pod>>>>,
     /// Changed probe results (`ProbeResults::new`): each wakes its pod's worker.
     pub probe_updates: Option<mpsc::UnboundedReceiver<Update>>,
+    /// Set once every pod source has reported (or the sources ended): what the garbage
+    /// collector waits for before removing what belongs to pods it does not know.
+    pub sources_ready: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// The next probe update, or never without a channel.
@@ -588,6 +591,7 @@ impl SyncLoop {
                 _ = housekeeping.tick() => {
                     // Orphans are only judged once every source said what it wants.
                     if config.seen_all_sources() || !sources_open {
+                        self.sources_ready.store(true, std::sync::atomic::Ordering::Release);
                         self.housekeeping(&desired).await;
                     }
                 }

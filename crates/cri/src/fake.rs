@@ -611,6 +611,15 @@ impl RuntimeService for FakeRuntime {
         };
         let id = s.new_id("container");
         let created_at = s.stamp();
+        // As containerd, the status reports the log path joined to the sandbox's log directory.
+        let mut config = config;
+        if let Ok(sb) = s.sandbox(OP, pod_sandbox_id)
+            && !sb.config.log_directory.is_empty()
+            && !config.log_path.is_empty()
+        {
+            config.log_path =
+                std::path::Path::new(&sb.config.log_directory).join(&config.log_path).display().to_string();
+        }
         s.containers.push(Ctr {
             id: id.clone(),
             sandbox_id: pod_sandbox_id.to_string(),

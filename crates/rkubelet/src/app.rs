@@ -250,6 +250,7 @@ pub async fn run(cfg: KubeletConfiguration) -> anyhow::Result<()> {
         node_name: node.clone(),
         host_ips: node_ips.clone(),
         pod_logs_dir: PathBuf::from(&cfg.pod_logs_dir),
+        legacy_logs_dir: Some(PathBuf::from(core_kubelet::gc::containers::LEGACY_CONTAINER_LOGS_DIR)),
         dns: DnsSettings {
             cluster_dns: cfg.cluster_dns.clone(),
             cluster_domain: cfg.cluster_domain.clone(),
@@ -312,6 +313,27 @@ pub async fn run(cfg: KubeletConfiguration) -> anyhow::Result<()> {
     let (pleg_tx, pleg_rx) = mpsc::channel(1024);
     tokio::spawn(pleg.run(pleg_tx, shutdown.clone()));
 
+    let sources_ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let gc_policy = core_kubelet::gc::ContainerGcPolicy {
+        min_age: cfg.minimum_container_ttl_duration,
+        max_per_pod_container: cfg.maximum_dead_containers_per_container,
+        max_containers: cfg.maximum_dead_containers,
+    };
+    let container_gc = core_kubelet::gc::ContainerGc::new(
+        cri.clone(),
+        gc_policy,
+        PathBuf::from(&cfg.pod_logs_dir),
+        kubelet.clock.clone(),
+    );
+    tokio::spawn(core_kubelet::gc::run_container_gc(
+        Arc::new(container_gc),
+        Arc::new(workers.clone()),
+        sources_ready.clone(),
+        kubelet.recorder.clone(),
+        node.clone(),
+        shutdown.clone(),
+    ));
+
     SyncLoop {
         kubelet,
         workers,
@@ -320,6 +342,7 @@ pub async fn run(cfg: KubeletConfiguration) -> anyhow::Result<()> {
         admission,
         static_pods,
         probe_updates: Some(probe_updates),
+        sources_ready,
     }
     .run(snap_rx, pleg_rx, shutdown.clone())
     .await;

@@ -342,6 +342,26 @@ pub struct Flags {
         "How should the kubelet setup hairpin NAT. This allows endpoints of a Service to loadbalance back to themselves if they should try to access their own Service. Valid values are \"promiscuous-bridge\", \"hairpin-veth\" and \"none\". (default \"promiscuous-bridge\")"))]
     pub hairpin_mode: Option<String>,
 
+    #[arg(long = "minimum-container-ttl-duration", value_name = "duration", value_parser = parse_duration, help =
+        "Minimum age for a finished container before it is garbage collected.  Examples: '300ms', '10s' or '2h45m' (DEPRECATED: Use --eviction-hard or --eviction-soft instead. Will be removed in a future version.)")]
+    pub minimum_container_ttl_duration: Option<Duration>,
+
+    #[arg(
+        long = "maximum-dead-containers-per-container",
+        value_name = "int32",
+        allow_negative_numbers = true,
+        help = "Maximum number of old instances to retain per container.  Each container takes up some disk space. (default 1) (DEPRECATED: Use --eviction-hard or --eviction-soft instead. Will be removed in a future version.)"
+    )]
+    pub maximum_dead_containers_per_container: Option<i32>,
+
+    #[arg(
+        long = "maximum-dead-containers",
+        value_name = "int32",
+        allow_negative_numbers = true,
+        help = "Maximum number of old instances of containers to retain globally.  Each container takes up some disk space. To disable, set to a negative number. (default -1) (DEPRECATED: Use --eviction-hard or --eviction-soft instead. Will be removed in a future version.)"
+    )]
+    pub maximum_dead_containers: Option<i32>,
+
     #[arg(short = 'v', long = "v", value_name = "Level", help = "number for the log level verbosity")]
     pub verbosity: Option<u8>,
 }
@@ -556,6 +576,26 @@ fn load_from(flags: &Flags) -> anyhow::Result<Loaded> {
         config.cert_dir = dir.clone();
     }
     config.node_labels = flags.node_labels();
+    for (flag, set) in [
+        ("minimum-container-ttl-duration", flags.minimum_container_ttl_duration.is_some()),
+        ("maximum-dead-containers-per-container", flags.maximum_dead_containers_per_container.is_some()),
+        ("maximum-dead-containers", flags.maximum_dead_containers.is_some()),
+    ] {
+        if set {
+            warnings.push(format!(
+                "Flag --{flag} has been deprecated, Use --eviction-hard or --eviction-soft instead. Will be removed in a future version."
+            ));
+        }
+    }
+    if let Some(d) = flags.minimum_container_ttl_duration {
+        config.minimum_container_ttl_duration = d;
+    }
+    if let Some(n) = flags.maximum_dead_containers_per_container {
+        config.maximum_dead_containers_per_container = n;
+    }
+    if let Some(n) = flags.maximum_dead_containers {
+        config.maximum_dead_containers = n;
+    }
     if let Some(provider) = &flags.cloud_provider {
         config.cloud_provider = provider.clone();
     }

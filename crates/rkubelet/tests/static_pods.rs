@@ -7,6 +7,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use cri::api::ContainerState;
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 use testkit::{Agent, AgentOptions, NodeEnv, wait_for};
 
@@ -301,7 +302,7 @@ async fn restart_policies_and_restart_counts() {
 }
 
 #[tokio::test]
-async fn crash_loop_backoff_grows() {
+async fn crash_loop_backoff_grows_and_dead_instances_are_collected() {
     let Some(env) = NodeEnv::require() else { return };
     let a = agent(&env, "crash");
     a.write_manifest(
@@ -332,6 +333,43 @@ async fn crash_loop_backoff_grows() {
     .await;
     let seen = seen.into_inner().expect("lock");
     assert_eq!(seen.first().map(String::as_str), Some("10s"), "{seen:?}");
+
+    // Container GC (every minute, the first at start before the sources reported): of three or
+    // more dead instances only the newest stays (--maximum-dead-containers-per-container 1),
+    // with its log file and /var/log/containers link; the status keeps its lastState.
+    let exited = ContainerState::ContainerExited as i32;
+    let kept = wait_for("dead instances collected down to one", Duration::from_secs(100), || async {
+        let cs = a.containers("crash").await;
+        let dead: Vec<_> = cs.iter().filter(|c| c.state == exited).collect();
+        let newest = cs.iter().filter_map(|c| c.metadata.as_ref().map(|m| m.attempt)).max().unwrap_or(0);
+        match dead.as_slice() {
+            [only] if newest >= 2 => Ok((*only).clone()),
+            _ => Err(format!(
+                "instances (attempt, state): {:?}",
+                cs.iter().map(|c| (c.metadata.as_ref().map(|m| m.attempt), c.state)).collect::<Vec<_>>()
+            )),
+        }
+    })
+    .await;
+    let attempt = kept.metadata.as_ref().map(|m| m.attempt).unwrap_or_default();
+    assert!(attempt >= 1, "the newest dead instance is the one kept: attempt {attempt}");
+    let uid = kept.labels.get("io.kubernetes.pod.uid").cloned().unwrap_or_default();
+    let log_dir = a.logs_dir().join(format!("default_{}_{uid}", a.pod_name("crash"))).join("main");
+    let logs: Vec<String> = std::fs::read_dir(&log_dir)
+        .expect("container log dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(logs.contains(&format!("{attempt}.log")), "the kept instance's log stays: {logs:?}");
+    assert!(!logs.contains(&"0.log".to_string()), "the first instance's log went with it: {logs:?}");
+    let link = Path::new("/var/log/containers").join(format!("{}_default_main-{}.log", a.pod_name("crash"), kept.id));
+    assert_eq!(
+        std::fs::read_link(&link).ok(),
+        Some(log_dir.join(format!("{attempt}.log"))),
+        "legacy link of the kept instance"
+    );
+    let p = a.pod("crash").await.expect("pod");
+    let last = cstatus(&p, "main").and_then(|c| c.last_state).and_then(|s| s.terminated);
+    assert_eq!(last.map(|t| t.exit_code), Some(1), "lastState survives the collection");
     a.cleanup().await;
 }
 

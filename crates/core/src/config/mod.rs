@@ -526,6 +526,15 @@ kubelet_configuration! {
         /// "" (none) or "external" (a cloud controller manager initializes the node: register
         /// with the `node.cloudprovider.kubernetes.io/uninitialized` taint). `--cloud-provider`.
         cloud_provider: String = String::new();
+        /// A dead container younger than this is not collected. `--minimum-container-ttl-duration`
+        /// (deprecated upstream, flag only).
+        minimum_container_ttl_duration: Duration = Duration::ZERO;
+        /// Dead instances kept per container; negative keeps all.
+        /// `--maximum-dead-containers-per-container` (deprecated upstream, flag only).
+        maximum_dead_containers_per_container: i32 = 1;
+        /// Dead containers kept on the node; negative keeps all. `--maximum-dead-containers`
+        /// (deprecated upstream, flag only).
+        maximum_dead_containers: i32 = -1;
     }
 }
 

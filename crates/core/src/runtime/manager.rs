@@ -3,6 +3,7 @@
 //! containers with crash-loop backoff, graceful kills and removal.
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -425,14 +426,7 @@ impl RuntimeManager {
                 format!("failed to create container log directory {}: {e}", log_dir.display()),
             );
         }
-        // Keep one dead instance per container (for lastState), like upstream's GC.
-        for old in status.containers.iter().filter(|s| s.name == c.name && s.state == ContainerState::Exited).skip(1) {
-            if let Err(e) = self.runtime.remove_container(&old.id).await
-                && !e.is_not_found()
-            {
-                tracing::warn!(pod = %pod_key(pod), container = %c.name, id = %old.id, "removing old container instance: {e}");
-            }
-        }
+        let log_path = log_dir.join(format!("{restart_count}.log"));
         let id = match self.runtime.create_container(sandbox_id, config, sandbox_config.clone()).await {
             Ok(id) => id,
             Err(e) => return config_error(result, CREATE_CONTAINER_ERROR, e.runtime_message()),
@@ -454,6 +448,7 @@ impl RuntimeManager {
             "Started",
             format!("Started container {}", c.name),
         ));
+        self.link_legacy_log(pod, &c.name, &id, &log_path);
         if let Some(hook) = c.lifecycle.as_ref().and_then(|l| l.post_start.as_ref()) {
             let pod_ip = ctx.pod_ips.first().map(String::as_str);
             if let Err(message) =
@@ -603,6 +598,26 @@ impl RuntimeManager {
             {
                 tracing::warn!(pod_uid = %status.uid, "stopping sandbox {}: {e}", s.id);
             }
+        }
+    }
+
+    /// Upstream's legacy log link (`/var/log/containers/<pod>_<ns>_<container>-<id>.log`), which
+    /// log shippers read; made only when the log file exists, as a dangling link would only wait
+    /// for garbage collection.
+    fn link_legacy_log(&self, pod: &Pod, container: &str, id: &str, log_path: &Path) {
+        let Some(dir) = &self.settings.legacy_logs_dir else { return };
+        if std::fs::symlink_metadata(log_path).is_err() {
+            return;
+        }
+        let link = crate::gc::containers::legacy_log_link(
+            dir,
+            id,
+            container,
+            pod.metadata.name.as_deref().unwrap_or_default(),
+            pod.metadata.namespace.as_deref().unwrap_or("default"),
+        );
+        if let Err(e) = std::fs::create_dir_all(dir).and_then(|()| std::os::unix::fs::symlink(log_path, &link)) {
+            tracing::warn!(pod = %pod_key(pod), container, "failed to create legacy log link {}: {e}", link.display());
         }
     }
 

@@ -37,6 +37,7 @@ fn harness_with(probes: crate::prober::ProbeResults) -> Harness {
     let dirs = PodDirs::new(dir.path().join("root"));
     let volumes = Arc::new(VolumeManager::new(dirs.clone(), Arc::new(sys::FakeMounter::new())));
     let settings = RuntimeSettings {
+        legacy_logs_dir: None,
         node_name: "n1".into(),
         host_ips: vec!["192.0.2.10".into()],
         pod_logs_dir: dir.path().join("logs"),
@@ -152,7 +153,7 @@ async fn crashed_container_restarts_then_backs_off() {
     assert!(r.reasons.is_empty(), "restarted after the backoff: {r:?}");
     let rt = h.manager.get_pod_status(uid).await.expect("status");
     assert_eq!(rt.latest("app").map(|c| c.restart_count), Some(2));
-    assert_eq!(rt.containers.len(), 2, "one dead instance kept for lastState, older ones removed");
+    assert_eq!(rt.containers.len(), 3, "dead instances stay for the garbage collector");
 }
 
 #[tokio::test]

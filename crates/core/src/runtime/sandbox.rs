@@ -17,6 +17,9 @@ pub struct RuntimeSettings {
     /// The node's IPs (`--node-ip`), for `status.hostIP(s)` env values; empty when unknown.
     pub host_ips: Vec<String>,
     pub pod_logs_dir: PathBuf,
+    /// Where the links upstream calls legacy container logs go
+    /// (`/var/log/containers/<pod>_<ns>_<container>-<id>.log`); `None` makes none.
+    pub legacy_logs_dir: Option<PathBuf>,
     pub dns: DnsSettings,
     /// Cgroups, CFS quota, OOM score and hugepage settings of containers and sandboxes.
     pub resources: crate::runtime::resources::ResourceSettings,
@@ -151,6 +154,7 @@ mod tests {
 
     fn settings() -> RuntimeSettings {
         RuntimeSettings {
+            legacy_logs_dir: None,
             node_name: "n1".into(),
             host_ips: vec![],
             pod_logs_dir: "/var/log/pods".into(),

@@ -42,6 +42,7 @@ fn harness() -> Harness {
     let dirs = PodDirs::new(dir.path().join("root"));
     let volumes = VolumeManager::new(dirs.clone(), Arc::new(sys::FakeMounter::new())).with_objects(objects.clone());
     let settings = RuntimeSettings {
+        legacy_logs_dir: None,
         node_name: "n1".into(),
         host_ips: vec!["192.0.2.10".into()],
         pod_logs_dir: dir.path().join("logs"),
