@@ -187,6 +187,7 @@ pub struct KubeletMetrics {
     pub started_containers: Metric,
     pub started_containers_errors: Metric,
     pub rest_client_requests: Metric,
+    pub image_garbage_collected: Metric,
     pub serving_renew_errors: Metric,
     pub serving_rotation: Metric,
     pub serving_ttl: Metric,
@@ -263,6 +264,11 @@ impl Default for KubeletMetrics {
                 "[ALPHA] Cumulative number of containers started",
                 &["container_type"],
             ),
+            image_garbage_collected: Metric::counter(
+                "kubelet_image_garbage_collected_total",
+                "[ALPHA] Total number of images garbage collected by the kubelet, whether through disk usage or image age.",
+                &["reason"],
+            ),
             started_containers_errors: Metric::counter(
                 "kubelet_started_containers_errors_total",
                 "[ALPHA] Cumulative number of errors when starting containers",
@@ -338,6 +344,7 @@ impl KubeletMetrics {
                 &self.started_containers,
                 &self.started_containers_errors,
                 &self.rest_client_requests,
+                &self.image_garbage_collected,
             ]
             .into_iter()
             .map(Metric::snapshot),

@@ -333,6 +333,13 @@ impl StatsProvider {
         Ok(Summary { node, pods })
     }
 
+    /// The image filesystem as the summary reports it (`runtime.imageFs`); image garbage
+    /// collection sizes its work from it.
+    pub async fn image_fs_stats(&self) -> Result<FsStats, String> {
+        let stats = self.image_fs().await?;
+        stats.image_fs.ok_or_else(|| "failed to get imageFs stats: imageFs information is unavailable".to_owned())
+    }
+
     /// `runtime.imageFs` (= `containerFs`): the runtime's first image filesystem, with the
     /// capacity of its mount point when it can be read.
     async fn image_fs(&self) -> Result<RuntimeStats, String> {

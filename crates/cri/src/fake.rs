@@ -29,7 +29,7 @@ use async_trait::async_trait;
 use tonic::Code;
 
 use crate::api::{self, ContainerState, NamespaceMode, PodSandboxState};
-use crate::{Error, ImageService, Result, RuntimeService};
+use crate::{Error, ImageService, Result, RuntimeService, normalize_ref};
 
 /// Endpoint named in the `Error::Unreachable` of a fake that is down.
 pub const FAKE_ENDPOINT: &str = "unix:///run/fake-cri/cri.sock";
@@ -84,6 +84,9 @@ struct Ctr {
     exit_code: i32,
     reason: String,
 }
+
+/// The sandbox image the fake runtime's verbose status names.
+pub const FAKE_SANDBOX_IMAGE: &str = "registry.k8s.io/pause:3.6";
 
 impl Default for FakeRuntime {
     fn default() -> Self {
@@ -178,6 +181,14 @@ impl FakeRuntime {
     /// Makes `image` present without a recorded call; returns its id.
     pub fn add_image(&self, image: &str) -> String {
         self.lock().add_image(image)
+    }
+
+    /// Marks an image pinned (as containerd 1.7+ reports its sandbox image).
+    pub fn pin_image(&self, image: &str) {
+        let mut s = self.lock();
+        if let Some(i) = s.find_image(image) {
+            s.images[i].pinned = true;
+        }
     }
 
     /// Simulates the exit of a running container: state EXITED, `exit_code`, reason "Completed"
@@ -410,33 +421,6 @@ fn hex64(seed: &str) -> String {
         .collect()
 }
 
-/// Docker-style normalization: `busybox` → `docker.io/library/busybox:latest`.
-fn normalize_ref(image: &str) -> String {
-    if image.starts_with("sha256:") {
-        return image.to_string();
-    }
-    let (name, digest) = match image.split_once('@') {
-        Some((n, d)) => (n, Some(d)),
-        None => (image, None),
-    };
-    let mut name = match name.split_once('/') {
-        Some((first, _)) if first.contains('.') || first.contains(':') || first == "localhost" => name.to_string(),
-        Some(_) => format!("docker.io/{name}"),
-        None => format!("docker.io/library/{name}"),
-    };
-    if let Some(rest) = name.strip_prefix("docker.io/")
-        && !rest.contains('/')
-    {
-        name = format!("docker.io/library/{rest}");
-    }
-    let last = name.rsplit('/').next().unwrap_or_default();
-    match digest {
-        Some(d) => format!("{name}@{d}"),
-        None if last.contains(':') => name,
-        None => format!("{name}:latest"),
-    }
-}
-
 fn host_network(config: &api::PodSandboxConfig) -> bool {
     config
         .linux
@@ -461,6 +445,12 @@ impl RuntimeService for FakeRuntime {
     async fn status(&self) -> Result<api::RuntimeStatus> {
         let s = self.begin("Status", "")?;
         Ok(api::RuntimeStatus { conditions: s.conditions.clone() })
+    }
+
+    async fn status_info(&self) -> Result<HashMap<String, String>> {
+        let _s = self.begin("Status", "")?;
+        // containerd 1.6's default sandbox image, in its config's shape.
+        Ok(HashMap::from([("config".to_string(), format!("{{\"sandboxImage\":\"{FAKE_SANDBOX_IMAGE}\"}}"))]))
     }
 
     async fn run_pod_sandbox(&self, config: api::PodSandboxConfig, runtime_handler: &str) -> Result<String> {

@@ -4,6 +4,7 @@
 mod error;
 #[cfg(any(test, feature = "test-util"))]
 pub mod fake;
+mod reference;
 mod remote;
 mod service;
 
@@ -11,5 +12,6 @@ pub use error::{Error, Result};
 #[cfg(any(test, feature = "test-util"))]
 pub use fake::FakeRuntime;
 pub use k8s_cri::v1 as api;
+pub use reference::normalize_ref;
 pub use remote::{CallObserver, RemoteRuntime};
 pub use service::{ImageService, RuntimeService};

@@ -241,6 +241,13 @@ impl RuntimeService for RemoteRuntime {
         resp.status.ok_or_else(|| missing("Status", "runtime", "status"))
     }
 
+    async fn status_info(&self) -> Result<std::collections::HashMap<String, String>> {
+        let msg = api::StatusRequest { verbose: true };
+        let resp =
+            self.call("Status", "runtime", self.timeout, msg, |r| async move { self.rt().status(r).await }).await?;
+        Ok(resp.info)
+    }
+
     async fn run_pod_sandbox(&self, config: api::PodSandboxConfig, runtime_handler: &str) -> Result<String> {
         let what = sandbox_name(&config);
         let msg = api::RunPodSandboxRequest { config: Some(config), runtime_handler: runtime_handler.to_string() };

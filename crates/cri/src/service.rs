@@ -15,6 +15,9 @@ pub trait RuntimeService: Send + Sync + 'static {
     async fn version(&self) -> Result<api::VersionResponse>;
     /// Runtime conditions (RuntimeReady, NetworkReady).
     async fn status(&self) -> Result<api::RuntimeStatus>;
+    /// The runtime's verbose information (`Status` with `verbose`): containerd puts its CRI
+    /// configuration as JSON under `config` (with the `sandboxImage`).
+    async fn status_info(&self) -> Result<std::collections::HashMap<String, String>>;
 
     /// Creates and starts a sandbox; returns its id.
     async fn run_pod_sandbox(&self, config: api::PodSandboxConfig, runtime_handler: &str) -> Result<String>;

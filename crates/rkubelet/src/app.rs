@@ -334,6 +334,30 @@ pub async fn run(cfg: KubeletConfiguration) -> anyhow::Result<()> {
         shutdown.clone(),
     ));
 
+    let image_policy = core_kubelet::gc::ImageGcPolicy {
+        high_threshold_percent: cfg.image_gc_high_threshold_percent,
+        low_threshold_percent: cfg.image_gc_low_threshold_percent,
+        min_age: cfg.image_minimum_gc_age,
+        max_age: cfg.image_maximum_gc_age,
+    };
+    let image_gc = core_kubelet::gc::ImageGc::new(
+        cri.clone(),
+        remote.clone(),
+        host.stats.clone(),
+        image_policy,
+        kubelet.clock.clone(),
+        kubelet.recorder.clone(),
+        node.clone(),
+    )
+    .with_metrics(metrics.clone());
+    tokio::spawn(core_kubelet::gc::run_image_gc(
+        Arc::new(image_gc),
+        kubelet.clock.clone(),
+        kubelet.recorder.clone(),
+        node.clone(),
+        shutdown.clone(),
+    ));
+
     SyncLoop {
         kubelet,
         workers,

@@ -210,6 +210,18 @@ pub struct Flags {
         "Number of Pods that can run on this Kubelet. (default 110)"))]
     pub max_pods: Option<u32>,
 
+    #[arg(long = "image-gc-high-threshold", value_name = "int32", allow_negative_numbers = true, help = help_with_note(
+        "The percent of disk usage after which image garbage collection is always run. Values must be within the range [0, 100], To disable image garbage collection, set to 100.  (default 85)"))]
+    pub image_gc_high_threshold: Option<i32>,
+
+    #[arg(long = "image-gc-low-threshold", value_name = "int32", allow_negative_numbers = true, help = help_with_note(
+        "The percent of disk usage before which image garbage collection is never run. Lowest disk usage to garbage collect to. Values must be within the range [0, 100] and should not be larger than that of --image-gc-high-threshold. (default 80)"))]
+    pub image_gc_low_threshold: Option<i32>,
+
+    #[arg(long = "minimum-image-ttl-duration", value_name = "duration", value_parser = parse_duration, help = help_with_note(
+        "Minimum age for an unused image before it is garbage collected.  Examples: '300ms', '10s' or '2h45m'. (default 2m0s)"))]
+    pub minimum_image_ttl_duration: Option<Duration>,
+
     #[arg(long = "register-node", value_name = "bool", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = parse_bool, help = help_with_note(
         "Register the node with the apiserver. If --kubeconfig is not provided, this flag is irrelevant, as the Kubelet won't have an apiserver to register with. (default true)"))]
     pub register_node: Option<bool>,
@@ -485,6 +497,9 @@ impl Flags {
             cluster_domain: self.cluster_domain.clone(),
             resolv_conf: self.resolv_conf.clone(),
             max_pods: self.max_pods,
+            image_gc_high_threshold_percent: self.image_gc_high_threshold,
+            image_gc_low_threshold_percent: self.image_gc_low_threshold,
+            image_minimum_gc_age: self.minimum_image_ttl_duration,
             register_node: self.register_node,
             register_with_taints: self.register_with_taints.clone().map(|t| t.0),
             provider_id: self.provider_id.clone(),
@@ -630,6 +645,34 @@ mod tests {
         let loaded = load(args(&[])).unwrap();
         assert_eq!(loaded.config, KubeletConfiguration::default());
         assert!(loaded.warnings.is_empty());
+    }
+
+    #[test]
+    fn garbage_collection_flags() {
+        let loaded = load(args(&[
+            "--image-gc-high-threshold=90",
+            "--image-gc-low-threshold=70",
+            "--minimum-image-ttl-duration=5m",
+            "--minimum-container-ttl-duration=30s",
+            "--maximum-dead-containers-per-container=2",
+            "--maximum-dead-containers=-1",
+        ]))
+        .unwrap();
+        let c = &loaded.config;
+        assert_eq!((c.image_gc_high_threshold_percent, c.image_gc_low_threshold_percent), (90, 70));
+        assert_eq!(c.image_minimum_gc_age, Duration::from_secs(300));
+        assert_eq!(c.minimum_container_ttl_duration, Duration::from_secs(30));
+        assert_eq!((c.maximum_dead_containers_per_container, c.maximum_dead_containers), (2, -1));
+        assert_eq!(
+            loaded.warnings,
+            [
+                "Flag --minimum-container-ttl-duration has been deprecated, Use --eviction-hard or --eviction-soft instead. Will be removed in a future version.",
+                "Flag --maximum-dead-containers-per-container has been deprecated, Use --eviction-hard or --eviction-soft instead. Will be removed in a future version.",
+                "Flag --maximum-dead-containers has been deprecated, Use --eviction-hard or --eviction-soft instead. Will be removed in a future version.",
+            ]
+        );
+        let err = load(args(&["--image-gc-low-threshold=90"])).unwrap_err();
+        assert!(format!("{err:#}").contains("must be less than imageGCHighThresholdPercent"), "{err:#}");
     }
 
     #[test]

@@ -129,6 +129,14 @@ impl Agent {
         self.child = Some(child);
     }
 
+    /// SIGKILL, then a new process with other options (the same node, directories and pods),
+    /// as an operator changing the configuration would.
+    pub fn restart_with(&mut self, opts: AgentOptions) {
+        self.kill9();
+        self.opts = opts;
+        self.spawn();
+    }
+
     /// SIGKILL, as a crash would.
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -256,6 +264,16 @@ impl Agent {
         self.kill9();
         remove_node_pods(&self.env, &self.node, &self.root_dir()).await;
         unmount_below(self.dir.path());
+        // The node's /var/log/containers links (its pods' names end with the node name or are
+        // listed under it; a static pod's is `<name>-<node>_…`).
+        if let Ok(entries) = std::fs::read_dir("/var/log/containers") {
+            let marker = format!("-{}_", self.node);
+            for e in entries.flatten() {
+                if e.file_name().to_string_lossy().contains(&marker) {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
     }
 }
 

@@ -504,6 +504,16 @@ kubelet_configuration! {
         "evictionHard" => eviction_hard: BTreeMap<String, String> = default_eviction_hard(), Ptr;
         /// Fill the signals a file's `evictionHard` leaves out from the defaults.
         "mergeDefaultEvictionSettings" => merge_default_eviction_settings: bool = false, Ptr;
+        /// Image filesystem usage (percent) at or above which unused images are removed; 100
+        /// turns the space-driven collection off. `--image-gc-high-threshold`.
+        "imageGCHighThresholdPercent" => image_gc_high_threshold_percent: i32 = 85, Ptr;
+        /// The usage (percent) a collection frees down to. `--image-gc-low-threshold`.
+        "imageGCLowThresholdPercent" => image_gc_low_threshold_percent: i32 = 80, Ptr;
+        /// An unused image first seen less than this long ago is not removed.
+        /// `--minimum-image-ttl-duration`, default 2m.
+        "imageMinimumGCAge" => image_minimum_gc_age: Duration = Duration::from_secs(120), Value;
+        /// An image unused for longer than this is removed whatever the usage; 0 turns it off.
+        "imageMaximumGCAge" => image_maximum_gc_age: Duration = Duration::ZERO, Value;
     }
     runtime {
         /// Directory for the kubelet's own files (volume mounts, checkpoints, …). `--root-dir`.
@@ -697,6 +707,27 @@ impl KubeletConfiguration {
             if let Err(e) = crate::node_allocatable::parse_reserved(m) {
                 errs.push(format!("{flag} value failed to parse: {e}"));
             }
+        }
+        for (field, flag, value) in [
+            ("imageGCHighThresholdPercent", "--image-gc-high-threshold", self.image_gc_high_threshold_percent),
+            ("imageGCLowThresholdPercent", "--image-gc-low-threshold", self.image_gc_low_threshold_percent),
+        ] {
+            if !(0..=100).contains(&value) {
+                errs.push(format!("{field} ({flag}) {value} must be between 0 and 100, inclusive"));
+            }
+        }
+        if self.image_gc_low_threshold_percent >= self.image_gc_high_threshold_percent {
+            errs.push(format!(
+                "imageGCLowThresholdPercent (--image-gc-low-threshold) {} must be less than imageGCHighThresholdPercent (--image-gc-high-threshold) {}",
+                self.image_gc_low_threshold_percent, self.image_gc_high_threshold_percent
+            ));
+        }
+        if !self.image_maximum_gc_age.is_zero() && self.image_maximum_gc_age <= self.image_minimum_gc_age {
+            errs.push(format!(
+                "imageMaximumGCAge {} must be greater than imageMinimumGCAge {}",
+                format_duration(self.image_maximum_gc_age),
+                format_duration(self.image_minimum_gc_age)
+            ));
         }
         if let Err(e) = crate::node_allocatable::parse_thresholds(&self.eviction_hard) {
             errs.push(format!("evictionHard (--eviction-hard): {e}"));
@@ -1116,6 +1147,51 @@ volumeStatsAggPeriod: 0s
         let c = resolve("", flags);
         assert_eq!(c.node_status_update_frequency, Duration::from_secs(4));
         assert_eq!(c.node_status_report_frequency, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn image_gc_settings_default_and_validate_as_upstream() {
+        let c = KubeletConfiguration::default();
+        assert_eq!(
+            (c.image_gc_high_threshold_percent, c.image_gc_low_threshold_percent),
+            (85, 80),
+            "upstream's defaults"
+        );
+        assert_eq!((c.image_minimum_gc_age, c.image_maximum_gc_age), (Duration::from_secs(120), Duration::ZERO));
+        assert_eq!((c.maximum_dead_containers_per_container, c.maximum_dead_containers), (1, -1));
+        let file = KubeletConfigFile { image_gc_high_threshold_percent: Some(0), ..Default::default() };
+        let zero = KubeletConfiguration::resolve(file, KubeletConfigFile::default());
+        assert_eq!(zero.image_gc_high_threshold_percent, 0, "a pointer field keeps an explicit 0");
+        let bad = KubeletConfiguration {
+            image_gc_high_threshold_percent: 101,
+            image_gc_low_threshold_percent: -1,
+            ..Default::default()
+        };
+        let err = bad.validate().unwrap_err().to_string();
+        assert!(
+            err.contains(
+                "imageGCHighThresholdPercent (--image-gc-high-threshold) 101 must be between 0 and 100, inclusive"
+            ),
+            "{err}"
+        );
+        assert!(
+            err.contains(
+                "imageGCLowThresholdPercent (--image-gc-low-threshold) -1 must be between 0 and 100, inclusive"
+            ),
+            "{err}"
+        );
+        let inverted =
+            KubeletConfiguration { image_gc_low_threshold_percent: 90, ..Default::default() }.validate().unwrap_err();
+        assert!(inverted.to_string().contains(
+            "imageGCLowThresholdPercent (--image-gc-low-threshold) 90 must be less than imageGCHighThresholdPercent (--image-gc-high-threshold) 85"
+        ));
+        let ages = KubeletConfiguration { image_maximum_gc_age: Duration::from_secs(60), ..Default::default() };
+        assert!(
+            ages.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("imageMaximumGCAge 1m0s must be greater than imageMinimumGCAge 2m0s")
+        );
     }
 
     #[test]

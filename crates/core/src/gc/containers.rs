@@ -124,11 +124,7 @@ impl ContainerGc {
         if let Err(e) = self.evict_pod_log_directories(pods, all_sources_ready).await {
             errors.push(e);
         }
-        match errors.len() {
-            0 => Ok(()),
-            1 => Err(errors.remove(0)),
-            _ => Err(format!("[{}]", errors.join(", "))),
-        }
+        if errors.is_empty() { Ok(()) } else { Err(super::join_errors(&errors)) }
     }
 
     /// Dead containers created more than `min_age` ago, by evict unit, newest first.
