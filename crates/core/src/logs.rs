@@ -11,6 +11,8 @@
 //! container still runs, as upstream; once it does not, the rest of the file is sent and the
 //! stream ends.
 
+pub mod rotation;
+
 use std::io::SeekFrom;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

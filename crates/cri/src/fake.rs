@@ -671,6 +671,24 @@ impl RuntimeService for FakeRuntime {
         Ok(())
     }
 
+    async fn reopen_container_log(&self, container_id: &str) -> Result<()> {
+        const OP: &str = "ReopenContainerLog";
+        let mut s = self.begin(OP, container_id)?;
+        let c = s.container_mut(OP, container_id)?;
+        if c.state != ContainerState::ContainerRunning {
+            let message = format!("container {container_id} is not running");
+            return Err(rpc(OP, container_id, Code::FailedPrecondition, message));
+        }
+        // As containerd: a new (empty) file at the log path when it was renamed away.
+        let path = std::path::Path::new(&c.config.log_path);
+        if path.is_absolute() {
+            std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(|e| {
+                rpc(OP, container_id, Code::Unknown, format!("failed to create and open log file: {e}"))
+            })?;
+        }
+        Ok(())
+    }
+
     async fn list_containers(&self, filter: Option<api::ContainerFilter>) -> Result<Vec<api::Container>> {
         let s = self.begin("ListContainers", "")?;
         let f = filter.unwrap_or_default();

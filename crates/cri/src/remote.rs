@@ -361,6 +361,15 @@ impl RuntimeService for RemoteRuntime {
         Ok(())
     }
 
+    async fn reopen_container_log(&self, container_id: &str) -> Result<()> {
+        let msg = api::ReopenContainerLogRequest { container_id: container_id.to_string() };
+        self.call("ReopenContainerLog", container_id, self.timeout, msg, |r| async move {
+            self.rt().reopen_container_log(r).await
+        })
+        .await?;
+        Ok(())
+    }
+
     async fn list_containers(&self, filter: Option<api::ContainerFilter>) -> Result<Vec<api::Container>> {
         let msg = api::ListContainersRequest { filter };
         let resp =

@@ -40,6 +40,9 @@ pub trait RuntimeService: Send + Sync + 'static {
     /// Stops a container, sending SIGKILL after `timeout_secs` (0 = immediately).
     async fn stop_container(&self, container_id: &str, timeout_secs: i64) -> Result<()>;
     async fn remove_container(&self, container_id: &str) -> Result<()>;
+    /// Asks the runtime to reopen a running container's log file (after the kubelet renamed
+    /// it for rotation): writes go to a new file at the log path.
+    async fn reopen_container_log(&self, container_id: &str) -> Result<()>;
     async fn list_containers(&self, filter: Option<api::ContainerFilter>) -> Result<Vec<api::Container>>;
     async fn container_status(&self, container_id: &str) -> Result<api::ContainerStatus>;
     /// Runs a command in a container and waits for it (timeout 0 = no limit beyond the client's).

@@ -358,6 +358,15 @@ pub async fn run(cfg: KubeletConfiguration) -> anyhow::Result<()> {
         shutdown.clone(),
     ));
 
+    match core_kubelet::logs::rotation::LogRotationPolicy::from_config(&cfg).map_err(anyhow::Error::msg)? {
+        Some(policy) => {
+            let logs =
+                core_kubelet::logs::rotation::ContainerLogManager::new(cri.clone(), policy, kubelet.clock.clone());
+            tokio::spawn(Arc::new(logs).run(shutdown.clone()));
+        }
+        None => tracing::info!("container log rotation is off (negative containerLogMaxSize)"),
+    }
+
     SyncLoop {
         kubelet,
         workers,

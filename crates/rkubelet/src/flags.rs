@@ -210,6 +210,14 @@ pub struct Flags {
         "Number of Pods that can run on this Kubelet. (default 110)"))]
     pub max_pods: Option<u32>,
 
+    #[arg(long = "container-log-max-size", value_name = "string", help = help_with_note(
+        "Set the maximum size (e.g. 10Mi) of container log file before it is rotated. (default \"10Mi\")"))]
+    pub container_log_max_size: Option<String>,
+
+    #[arg(long = "container-log-max-files", value_name = "int32", allow_negative_numbers = true, help = help_with_note(
+        "Set the maximum number of container log files that can be present for a container. The number must be >= 2. (default 5)"))]
+    pub container_log_max_files: Option<i32>,
+
     #[arg(long = "image-gc-high-threshold", value_name = "int32", allow_negative_numbers = true, help = help_with_note(
         "The percent of disk usage after which image garbage collection is always run. Values must be within the range [0, 100], To disable image garbage collection, set to 100.  (default 85)"))]
     pub image_gc_high_threshold: Option<i32>,
@@ -497,6 +505,8 @@ impl Flags {
             cluster_domain: self.cluster_domain.clone(),
             resolv_conf: self.resolv_conf.clone(),
             max_pods: self.max_pods,
+            container_log_max_size: self.container_log_max_size.clone(),
+            container_log_max_files: self.container_log_max_files,
             image_gc_high_threshold_percent: self.image_gc_high_threshold,
             image_gc_low_threshold_percent: self.image_gc_low_threshold,
             image_minimum_gc_age: self.minimum_image_ttl_duration,

@@ -307,3 +307,106 @@ async fn container_logs_node_logs_and_debug_endpoints_as_upstream() {
     assert_eq!(get(&a, "/pods").await.0, 200);
     a.cleanup().await;
 }
+
+/// The line numbers of `line <n> 000…` lines, in order.
+fn numbers(text: &str) -> Vec<u32> {
+    text.lines().filter_map(|l| l.split_whitespace().nth(1)).filter_map(|n| n.parse().ok()).collect()
+}
+
+/// A CRI log file's messages (the text after `<time> <stream> <tag> `).
+fn messages(cri_log: &str) -> String {
+    cri_log.lines().filter_map(|l| l.splitn(4, ' ').nth(3)).map(|m| format!("{m}\n")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn container_logs_rotate_at_the_size_limit_and_nothing_is_lost() {
+    use std::io::Read;
+    let Some(env) = NodeEnv::require() else { return };
+    let config = format!(
+        "{OPEN_API_CONFIG}containerLogMaxSize: 4Ki\ncontainerLogMaxFiles: 3\ncontainerLogMonitorInterval: 3s\n"
+    );
+    let a =
+        Agent::start(Path::new(BIN), &env, "logrot", AgentOptions { config_yaml: Some(config), ..Default::default() });
+    // ~95-byte lines, 50 a second, 600 in all: about 14 rotations' worth at 4 KiB.
+    let manifest = format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: chatty
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: {}
+    command: ["sh", "-c", "i=0; while [ $i -lt 600 ]; do i=$((i+1)); echo \"line $i $(printf %080d 0)\"; sleep 0.02; done; while true; do sleep 1; done"]
+"#,
+        env.test_image
+    );
+    a.write_manifest("chatty.yaml", &manifest);
+    let name = a.pod_name("chatty");
+    let pod = wait_for("chatty running", Duration::from_secs(60), || async {
+        let p = a.pod("chatty").await?;
+        if running(&p, "main") { Ok(p) } else { Err(format!("{:?}", p.status)) }
+    })
+    .await;
+    let dir = container_log_dir(&a, &pod, "main");
+    let files = || {
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.ends_with(".tmp"))
+            .collect();
+        names.sort();
+        names
+    };
+    let base = format!("/containerLogs/default/{name}/main");
+    // While it writes: never more than containerLogMaxFiles files; older rotations compressed.
+    wait_for("all 600 lines written and the rotations settled", Duration::from_secs(60), || async {
+        let names = files();
+        assert!(names.len() <= 3, "more than containerLogMaxFiles: {names:?}");
+        let (code, body) = get(&a, &format!("{base}?tailLines=1")).await;
+        let done = code == 200 && numbers(&body) == [600];
+        // Under the limit with nothing more written: no rotation is in progress or to come.
+        let settled = std::fs::metadata(dir.join("0.log")).is_ok_and(|m| m.len() < 4096);
+        if done && settled && names.iter().any(|n| n.ends_with(".gz")) {
+            Ok(())
+        } else {
+            Err(format!("files {names:?}, last line {code} {body:?}"))
+        }
+    })
+    .await;
+    let names = files();
+    assert!(names.len() <= 3 && names.contains(&"0.log".to_string()), "{names:?}");
+    let gz: Vec<&String> = names.iter().filter(|n| n.ends_with(".gz")).collect();
+    assert_eq!(gz.len(), 1, "{names:?}");
+    // Every file kept, oldest first, holds consecutive lines up to the last: nothing lost or
+    // doubled across the rotations (the lines before the oldest kept file were removed).
+    let mut all = String::new();
+    for n in &names[1..] {
+        let path = dir.join(n);
+        let mut text = String::new();
+        if n.ends_with(".gz") {
+            flate2::read::GzDecoder::new(std::fs::File::open(&path).unwrap()).read_to_string(&mut text).unwrap();
+        } else {
+            text = std::fs::read_to_string(&path).unwrap();
+        }
+        all.push_str(&messages(&text));
+    }
+    all.push_str(&messages(&std::fs::read_to_string(dir.join("0.log")).unwrap()));
+    let kept = numbers(&all);
+    let first = kept[0];
+    assert!(first > 1, "old lines went with the excess files");
+    assert_eq!(kept, (first..=600).collect::<Vec<_>>(), "consecutive lines across the kept files");
+    // A read covers the uncompressed rotation and the current file, also with tailLines across them.
+    let (code, body) = get(&a, &base).await;
+    assert_eq!(code, 200);
+    let read = numbers(&body);
+    assert_eq!(read.last(), Some(&600));
+    assert_eq!(read, (read[0]..=600).collect::<Vec<_>>(), "a read sees consecutive lines");
+    let current = numbers(&messages(&std::fs::read_to_string(dir.join("0.log")).unwrap())).len();
+    let n = current + 5;
+    let (code, body) = get(&a, &format!("{base}?tailLines={n}")).await;
+    assert_eq!(code, 200);
+    assert_eq!(numbers(&body), ((601 - n as u32)..=600).collect::<Vec<_>>(), "tailLines crosses the rotation");
+    a.cleanup().await;
+}

@@ -514,6 +514,16 @@ kubelet_configuration! {
         "imageMinimumGCAge" => image_minimum_gc_age: Duration = Duration::from_secs(120), Value;
         /// An image unused for longer than this is removed whatever the usage; 0 turns it off.
         "imageMaximumGCAge" => image_maximum_gc_age: Duration = Duration::ZERO, Value;
+        /// A container log this large (a quantity) is rotated; negative turns rotation off.
+        /// `--container-log-max-size`.
+        "containerLogMaxSize" => container_log_max_size: String = "10Mi".to_owned(), Value;
+        /// Log files kept per container, the current one included (more than 1).
+        /// `--container-log-max-files`.
+        "containerLogMaxFiles" => container_log_max_files: i32 = 5, Ptr;
+        /// Containers whose logs are rotated at once.
+        "containerLogMaxWorkers" => container_log_max_workers: i32 = 1, Ptr;
+        /// How often container logs are checked for rotation (at least 3s).
+        "containerLogMonitorInterval" => container_log_monitor_interval: Duration = Duration::from_secs(10), Ptr;
     }
     runtime {
         /// Directory for the kubelet's own files (volume mounts, checkpoints, …). `--root-dir`.
@@ -728,6 +738,20 @@ impl KubeletConfiguration {
                 format_duration(self.image_maximum_gc_age),
                 format_duration(self.image_minimum_gc_age)
             ));
+        }
+        if self.container_log_max_files <= 1 {
+            errs.push(format!("invalid MaxFiles {}, must be > 1", self.container_log_max_files));
+        }
+        if let Err(e) = crate::quantity::ParsedQuantity::parse_saturating(&self.container_log_max_size) {
+            errs.push(format!("failed to parse container log max size {:?}: {e}", self.container_log_max_size));
+        }
+        if self.container_log_max_workers < 1 {
+            errs.push("containerLogMaxWorkers must be greater than or equal to 1".to_owned());
+        }
+        if self.container_log_monitor_interval < Duration::from_secs(3) {
+            errs.push(
+                "containerLogMonitorInterval must be a positive time duration greater than or equal to 3s".to_owned(),
+            );
         }
         if let Err(e) = crate::node_allocatable::parse_thresholds(&self.eviction_hard) {
             errs.push(format!("evictionHard (--eviction-hard): {e}"));
@@ -1185,6 +1209,22 @@ volumeStatsAggPeriod: 0s
         assert!(inverted.to_string().contains(
             "imageGCLowThresholdPercent (--image-gc-low-threshold) 90 must be less than imageGCHighThresholdPercent (--image-gc-high-threshold) 85"
         ));
+        let logs = KubeletConfiguration {
+            container_log_max_files: 1,
+            container_log_max_size: "ten".into(),
+            container_log_max_workers: 0,
+            container_log_monitor_interval: Duration::from_secs(2),
+            ..Default::default()
+        };
+        let err = logs.validate().unwrap_err().to_string();
+        for want in [
+            "invalid MaxFiles 1, must be > 1",
+            "failed to parse container log max size \"ten\"",
+            "containerLogMaxWorkers must be greater than or equal to 1",
+            "containerLogMonitorInterval must be a positive time duration greater than or equal to 3s",
+        ] {
+            assert!(err.contains(want), "{want}: {err}");
+        }
         let ages = KubeletConfiguration { image_maximum_gc_age: Duration::from_secs(60), ..Default::default() };
         assert!(
             ages.validate()
