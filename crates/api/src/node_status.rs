@@ -97,6 +97,9 @@ pub struct NodeHealth {
     pub images: Vec<ContainerImage>,
     /// Bytes of the filesystem holding the root dir (ephemeral-storage capacity).
     pub ephemeral_storage: Option<u64>,
+    /// The eviction manager's pressure conditions (`MemoryPressure`, `DiskPressure`,
+    /// `PIDPressure`) now true.
+    pub pressure: Vec<String>,
 }
 
 /// The labels the kubelet owns (upstream `updateDefaultLabels` keeps them in sync on an existing node).
@@ -288,31 +291,65 @@ pub fn set_node_status(
         1 => Some(h.not_ready[0].clone()),
         _ => Some(format!("[{}]", h.not_ready.join(", "))),
     };
+    let under = |c: &str| h.pressure.iter().any(|p| p == c);
     let wanted = [
-        (
-            "MemoryPressure",
-            "False",
-            "KubeletHasSufficientMemory",
-            "kubelet has sufficient memory available".to_string(),
-            "NodeHasSufficientMemory",
-            false,
-        ),
-        (
-            "DiskPressure",
-            "False",
-            "KubeletHasNoDiskPressure",
-            "kubelet has no disk pressure".to_string(),
-            "NodeHasNoDiskPressure",
-            false,
-        ),
-        (
-            "PIDPressure",
-            "False",
-            "KubeletHasSufficientPID",
-            "kubelet has sufficient PID available".to_string(),
-            "NodeHasSufficientPID",
-            false,
-        ),
+        if under("MemoryPressure") {
+            (
+                "MemoryPressure",
+                "True",
+                "KubeletHasInsufficientMemory",
+                "kubelet has insufficient memory available".to_string(),
+                "NodeHasInsufficientMemory",
+                false,
+            )
+        } else {
+            (
+                "MemoryPressure",
+                "False",
+                "KubeletHasSufficientMemory",
+                "kubelet has sufficient memory available".to_string(),
+                "NodeHasSufficientMemory",
+                false,
+            )
+        },
+        if under("DiskPressure") {
+            (
+                "DiskPressure",
+                "True",
+                "KubeletHasDiskPressure",
+                "kubelet has disk pressure".to_string(),
+                "NodeHasDiskPressure",
+                false,
+            )
+        } else {
+            (
+                "DiskPressure",
+                "False",
+                "KubeletHasNoDiskPressure",
+                "kubelet has no disk pressure".to_string(),
+                "NodeHasNoDiskPressure",
+                false,
+            )
+        },
+        if under("PIDPressure") {
+            (
+                "PIDPressure",
+                "True",
+                "KubeletHasInsufficientPID",
+                "kubelet has insufficient PID available".to_string(),
+                "NodeHasInsufficientPID",
+                false,
+            )
+        } else {
+            (
+                "PIDPressure",
+                "False",
+                "KubeletHasSufficientPID",
+                "kubelet has sufficient PID available".to_string(),
+                "NodeHasSufficientPID",
+                false,
+            )
+        },
         match &ready_msg {
             None => {
                 ("Ready", "True", "KubeletReady", "kubelet is posting ready status".to_string(), "NodeReady", false)
@@ -518,6 +555,31 @@ mod tests {
         let m = conds.iter().find(|c| c.type_ == "MemoryPressure").expect("memory");
         assert_eq!(m.last_transition_time, Some(t(100)), "unchanged conditions keep their transition time");
         assert!(status_changed(before.as_ref(), node.status.as_ref()));
+    }
+
+    #[test]
+    fn pressure_conditions_follow_the_eviction_manager() {
+        let mut node = initial_node(&settings());
+        set_node_status(&mut node, &settings(), &machine(), &NodeHealth::default(), &t(100));
+        let pressed =
+            NodeHealth { pressure: vec!["MemoryPressure".into(), "PIDPressure".into()], ..Default::default() };
+        let ev = set_node_status(&mut node, &settings(), &machine(), &pressed, &t(110));
+        let reasons: Vec<_> = ev.iter().map(|e| e.reason).collect();
+        assert_eq!(reasons, ["NodeHasInsufficientMemory", "NodeHasInsufficientPID"]);
+        let conds = node.status.as_ref().and_then(|s| s.conditions.clone()).expect("conditions");
+        let get = |t: &str| conds.iter().find(|c| c.type_ == t).cloned().expect("condition");
+        let m = get("MemoryPressure");
+        assert_eq!(
+            (m.status.as_str(), m.reason.as_deref(), m.message.as_deref()),
+            ("True", Some("KubeletHasInsufficientMemory"), Some("kubelet has insufficient memory available"))
+        );
+        assert_eq!(get("PIDPressure").reason.as_deref(), Some("KubeletHasInsufficientPID"));
+        assert_eq!(get("DiskPressure").status, "False");
+        let disk = NodeHealth { pressure: vec!["DiskPressure".into()], ..Default::default() };
+        set_node_status(&mut node, &settings(), &machine(), &disk, &t(120));
+        let conds = node.status.as_ref().and_then(|s| s.conditions.clone()).expect("conditions");
+        let d = conds.iter().find(|c| c.type_ == "DiskPressure").expect("disk");
+        assert_eq!((d.status.as_str(), d.reason.as_deref()), ("True", Some("KubeletHasDiskPressure")));
     }
 
     #[test]

@@ -90,6 +90,8 @@ pub struct Kubelet {
     first_seen: Mutex<HashMap<String, Duration>>,
     /// With `cgroupsPerQOS`: the pod and QoS cgroups.
     cm: Option<Arc<crate::cm::ContainerManager>>,
+    /// Pods the eviction manager evicted: UID → the status message.
+    evictions: Mutex<HashMap<String, String>>,
 }
 
 impl Kubelet {
@@ -122,6 +124,7 @@ impl Kubelet {
             host_ip,
             probes,
             reasons: Mutex::default(),
+            evictions: Mutex::default(),
             metrics: None,
             first_seen: Mutex::default(),
             cm: None,
@@ -135,7 +138,7 @@ impl Kubelet {
     }
 
     /// The pods that may still run: known, not terminated and not in a terminal phase.
-    fn active_pods(&self) -> Vec<Arc<Pod>> {
+    pub fn active_pods(&self) -> Vec<Arc<Pod>> {
         self.statuses
             .entries()
             .into_iter()
@@ -321,6 +324,21 @@ impl Kubelet {
         }
     }
 
+    /// Upstream eviction's `evictPod`: a Warning `Evicted` event, and from now on the pod's
+    /// status is Failed with reason `Evicted`, `message` and a `DisruptionTarget` condition (the
+    /// caller then kills it).
+    pub fn mark_evicted(&self, pod: &Pod, message: String) {
+        self.recorder.record(crate::events::pod_event(
+            pod,
+            EventType::Warning,
+            crate::eviction::REASON,
+            message.clone(),
+        ));
+        if let Ok(mut e) = self.evictions.lock() {
+            e.insert(labels::uid_of(pod).to_owned(), message);
+        }
+    }
+
     /// Upstream `rejectPod`: the pod is Failed with the admission reason and never started.
     pub fn reject_pod(&self, pod: &Arc<Pod>, r: &Rejection) {
         self.recorder.record(crate::events::pod_event(
@@ -377,6 +395,9 @@ impl Kubelet {
             status.phase = Some(crate::status::phases::FAILED.into());
             status.reason = Some(DEADLINE_EXCEEDED.into());
             status.message = Some(DEADLINE_EXCEEDED_MESSAGE.into());
+        }
+        if let Some(message) = self.evictions.lock().ok().and_then(|e| e.get(uid).cloned()) {
+            apply_eviction(&mut status, message, self.now());
         }
         let phase = status.phase.clone();
         let was = old.as_ref().and_then(|o| o.phase.as_deref());
@@ -460,8 +481,55 @@ impl PodSyncer for Kubelet {
         if let Ok(mut r) = self.reasons.lock() {
             r.remove(uid);
         }
+        if let Ok(mut e) = self.evictions.lock() {
+            e.remove(uid);
+        }
         self.update_qos_cgroups(None);
         Ok(())
+    }
+}
+
+/// An evicted pod's status: Failed, `Evicted`, the message, and the `DisruptionTarget`
+/// condition upstream adds (reason `TerminationByKubelet`).
+fn apply_eviction(status: &mut k8s_openapi::api::core::v1::PodStatus, message: String, now: Time) {
+    status.phase = Some(crate::status::phases::FAILED.into());
+    status.reason = Some(crate::eviction::REASON.into());
+    status.message = Some(message.clone());
+    let conditions = status.conditions.get_or_insert_with(Vec::new);
+    if let Some(c) = conditions.iter_mut().find(|c| c.type_ == "DisruptionTarget") {
+        if c.status != "True" {
+            c.last_transition_time = Some(now);
+        }
+        c.status = "True".into();
+        c.reason = Some("TerminationByKubelet".into());
+        c.message = Some(message);
+    } else {
+        conditions.push(k8s_openapi::api::core::v1::PodCondition {
+            type_: "DisruptionTarget".into(),
+            status: "True".into(),
+            reason: Some("TerminationByKubelet".into()),
+            message: Some(message),
+            last_transition_time: Some(now),
+            ..Default::default()
+        });
+    }
+}
+
+/// The eviction manager's view of the kubelet's pods: the active ones, and eviction as a
+/// status plus a kill through the pod's worker.
+pub struct KubeletEvictor {
+    pub kubelet: Arc<Kubelet>,
+    pub workers: PodWorkers,
+}
+
+impl crate::eviction::PodEvictor for KubeletEvictor {
+    fn active_pods(&self) -> Vec<Arc<Pod>> {
+        self.kubelet.active_pods()
+    }
+
+    fn evict(&self, pod: &Arc<Pod>, grace: i64, message: String) {
+        self.kubelet.mark_evicted(pod, message);
+        self.workers.kill_pod(labels::uid_of(pod), Some(pod.clone()), Some(grace), false);
     }
 }
 
@@ -498,6 +566,7 @@ fn leak_reason(reason: &str) -> &'static str {
     static INTERNED: Mutex<BTreeSet<&'static str>> = Mutex::new(BTreeSet::new());
     match reason {
         "NodeAffinity" => "NodeAffinity",
+        "Evicted" => "Evicted",
         "OutOfpods" => "OutOfpods",
         "OutOfcpu" => "OutOfcpu",
         "OutOfmemory" => "OutOfmemory",
@@ -534,6 +603,8 @@ pub struct SyncLoop {
     /// Set once every pod source has reported (or the sources ended): what the garbage
     /// collector waits for before removing what belongs to pods it does not know.
     pub sources_ready: Arc<std::sync::atomic::AtomicBool>,
+    /// The eviction manager's node conditions: pods are refused under pressure.
+    pub pressure: crate::eviction::Pressure,
 }
 
 /// The next probe update, or never without a channel.
@@ -648,6 +719,8 @@ impl SyncLoop {
     /// Admission for pods from the API server. Static pods are always admitted: upstream treats
     /// them as critical (admitted over resources by preempting others, see `admission`).
     fn admit(&self, pod: &Pod, desired: &BTreeMap<String, Arc<Pod>>) -> Result<(), Rejection> {
+        // Upstream's first admit handler: the eviction manager's (critical pods pass).
+        self.pressure.admit(pod).map_err(|message| Rejection { reason: crate::eviction::REASON.into(), message })?;
         let Some(ctx) = &self.admission else { return Ok(()) };
         if is_static_pod(pod) {
             return Ok(());

@@ -7,6 +7,7 @@ pub mod cm;
 pub mod config;
 pub mod container;
 pub mod events;
+pub mod eviction;
 pub mod gc;
 pub mod httpget;
 pub mod kubelet;

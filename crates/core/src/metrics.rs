@@ -188,6 +188,7 @@ pub struct KubeletMetrics {
     pub started_containers_errors: Metric,
     pub rest_client_requests: Metric,
     pub image_garbage_collected: Metric,
+    pub evictions: Metric,
     pub serving_renew_errors: Metric,
     pub serving_rotation: Metric,
     pub serving_ttl: Metric,
@@ -269,6 +270,11 @@ impl Default for KubeletMetrics {
                 "[ALPHA] Total number of images garbage collected by the kubelet, whether through disk usage or image age.",
                 &["reason"],
             ),
+            evictions: Metric::counter(
+                "kubelet_evictions",
+                "[ALPHA] Cumulative number of pod evictions by eviction signal",
+                &["eviction_signal"],
+            ),
             started_containers_errors: Metric::counter(
                 "kubelet_started_containers_errors_total",
                 "[ALPHA] Cumulative number of errors when starting containers",
@@ -345,6 +351,7 @@ impl KubeletMetrics {
                 &self.started_containers_errors,
                 &self.rest_client_requests,
                 &self.image_garbage_collected,
+                &self.evictions,
             ]
             .into_iter()
             .map(Metric::snapshot),

@@ -202,6 +202,7 @@ pub async fn run(cfg: KubeletConfiguration) -> anyhow::Result<()> {
     if cfg.bootstrap_kubeconfig.is_some() && cfg.kubeconfig.is_none() {
         anyhow::bail!("--bootstrap-kubeconfig needs --kubeconfig: the bootstrapped credentials are written there");
     }
+    let pressure = core_kubelet::eviction::Pressure::default();
     let cluster = match &cfg.kubeconfig {
         Some(kubeconfig) => {
             let mut settings = crate::cluster::node_settings(&cfg, &node, &node_ips);
@@ -215,6 +216,7 @@ pub async fn run(cfg: KubeletConfiguration) -> anyhow::Result<()> {
                     cri.clone(),
                     remote.clone(),
                     pleg.health(),
+                    pressure.clone(),
                     metrics.clone(),
                     &shutdown,
                 )
@@ -325,9 +327,11 @@ pub async fn run(cfg: KubeletConfiguration) -> anyhow::Result<()> {
         PathBuf::from(&cfg.pod_logs_dir),
         kubelet.clock.clone(),
     );
+    let container_gc = Arc::new(container_gc);
+    let gc_pods: Arc<dyn core_kubelet::gc::PodStateProvider> = Arc::new(workers.clone());
     tokio::spawn(core_kubelet::gc::run_container_gc(
-        Arc::new(container_gc),
-        Arc::new(workers.clone()),
+        container_gc.clone(),
+        gc_pods.clone(),
         sources_ready.clone(),
         kubelet.recorder.clone(),
         node.clone(),
@@ -350,8 +354,9 @@ pub async fn run(cfg: KubeletConfiguration) -> anyhow::Result<()> {
         node.clone(),
     )
     .with_metrics(metrics.clone());
+    let image_gc = Arc::new(image_gc);
     tokio::spawn(core_kubelet::gc::run_image_gc(
-        Arc::new(image_gc),
+        image_gc.clone(),
         kubelet.clock.clone(),
         kubelet.recorder.clone(),
         node.clone(),
@@ -367,6 +372,32 @@ pub async fn run(cfg: KubeletConfiguration) -> anyhow::Result<()> {
         None => tracing::info!("container log rotation is off (negative containerLogMaxSize)"),
     }
 
+    let thresholds = core_kubelet::eviction::parse_config(
+        &cfg.eviction_hard,
+        &cfg.eviction_soft,
+        &cfg.eviction_soft_grace_period,
+        &cfg.eviction_minimum_reclaim,
+    )
+    .map_err(anyhow::Error::msg)?;
+    let reclaimer = core_kubelet::gc::DiskReclaimer {
+        containers: container_gc,
+        images: image_gc,
+        pods: gc_pods,
+        sources_ready: sources_ready.clone(),
+    };
+    let eviction = core_kubelet::eviction::EvictionManager::new(
+        thresholds,
+        cfg.eviction_pressure_transition_period,
+        i64::from(cfg.eviction_max_pod_grace_period),
+        host.stats.clone(),
+        Arc::new(reclaimer),
+        Arc::new(core_kubelet::kubelet::KubeletEvictor { kubelet: kubelet.clone(), workers: workers.clone() }),
+        kubelet.clock.clone(),
+        pressure.clone(),
+    )
+    .with_metrics(metrics.clone());
+    tokio::spawn(eviction.run(shutdown.clone()));
+
     SyncLoop {
         kubelet,
         workers,
@@ -376,6 +407,7 @@ pub async fn run(cfg: KubeletConfiguration) -> anyhow::Result<()> {
         static_pods,
         probe_updates: Some(probe_updates),
         sources_ready,
+        pressure,
     }
     .run(snap_rx, pleg_rx, shutdown.clone())
     .await;

@@ -43,12 +43,16 @@ struct Health {
     images: Arc<dyn ImageService>,
     pleg: PlegHealth,
     root_dir: PathBuf,
+    pressure: core_kubelet::eviction::Pressure,
 }
 
 #[async_trait]
 impl NodeHealthSource for Health {
     async fn health(&self) -> NodeHealth {
-        let mut h = NodeHealth::default();
+        let mut h = NodeHealth {
+            pressure: self.pressure.conditions().into_iter().map(str::to_owned).collect(),
+            ..Default::default()
+        };
         match self.cri.version().await {
             Ok(v) => h.runtime_version = format!("{}://{}", v.runtime_name, v.runtime_version),
             Err(_) => h.not_ready.push("container runtime is down".into()),
@@ -120,6 +124,7 @@ pub async fn start(
     cri: Arc<dyn RuntimeService>,
     images: Arc<dyn ImageService>,
     pleg: PlegHealth,
+    pressure: core_kubelet::eviction::Pressure,
     metrics: Arc<core_kubelet::metrics::KubeletMetrics>,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Cluster> {
@@ -167,7 +172,7 @@ pub async fn start(
         register_node: cfg.register_node,
         update_frequency: cfg.node_status_update_frequency,
         report_frequency: cfg.node_status_report_frequency,
-        health: Arc::new(Health { cri, images, pleg, root_dir: cfg.root_dir.clone() }),
+        health: Arc::new(Health { cri, images, pleg, root_dir: cfg.root_dir.clone(), pressure }),
         events: Some(events.clone()),
     }
     .spawn(shutdown.child_token());

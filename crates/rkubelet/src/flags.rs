@@ -194,6 +194,26 @@ pub struct Flags {
         "A set of eviction thresholds (e.g. memory.available<1Gi) that if met would trigger a pod eviction. (default imagefs.available<15%,memory.available<100Mi,nodefs.available<10%,nodefs.inodesFree<5%)"))]
     pub eviction_hard: Option<StringMap>,
 
+    #[arg(long = "eviction-soft", value_name = "mapStringString", value_parser = parse_lt_map, help = help_with_note(
+        "A set of eviction thresholds (e.g. memory.available<1.5Gi) that if met over a corresponding grace period would trigger a pod eviction."))]
+    pub eviction_soft: Option<StringMap>,
+
+    #[arg(long = "eviction-soft-grace-period", value_name = "mapStringString", value_parser = parse_eq_map, help = help_with_note(
+        "A set of eviction grace periods (e.g. memory.available=1m30s) that correspond to how long a soft eviction threshold must hold before triggering a pod eviction."))]
+    pub eviction_soft_grace_period: Option<StringMap>,
+
+    #[arg(long = "eviction-minimum-reclaim", value_name = "mapStringString", value_parser = parse_eq_map, help = help_with_note(
+        "A set of minimum reclaims (e.g. imagefs.available=2Gi) that describes the minimum amount of resource the kubelet will reclaim when performing a pod eviction if that resource is under pressure."))]
+    pub eviction_minimum_reclaim: Option<StringMap>,
+
+    #[arg(long = "eviction-pressure-transition-period", value_name = "duration", value_parser = parse_duration, help = help_with_note(
+        "Duration for which the kubelet has to wait before transitioning out of an eviction pressure condition. (default 5m0s)"))]
+    pub eviction_pressure_transition_period: Option<Duration>,
+
+    #[arg(long = "eviction-max-pod-grace-period", value_name = "int32", allow_negative_numbers = true, help = help_with_note(
+        "Maximum allowed grace period (in seconds) to use when terminating pods in response to a soft eviction threshold being met.  If negative, defer to pod specified value."))]
+    pub eviction_max_pod_grace_period: Option<i32>,
+
     #[arg(long = "cluster-dns", value_name = "strings", value_delimiter = ',', help = help_with_note(
         "Comma-separated list of DNS server IP address. This value is used for containers DNS server in case of Pods with \"dnsPolicy=ClusterFirst\". Note: all DNS servers appearing in the list MUST serve the same set of records otherwise name resolution within the cluster may not work correctly. There is no guarantee as to which DNS server may be contacted for name resolution."))]
     pub cluster_dns: Option<Vec<String>>,
@@ -501,6 +521,11 @@ impl Flags {
             system_reserved_cgroup: self.system_reserved_cgroup.clone(),
             enforce_node_allocatable: self.enforce_node_allocatable.clone().map(|l| l.0),
             eviction_hard: self.eviction_hard.clone().map(|m| m.0),
+            eviction_soft: self.eviction_soft.clone().map(|m| m.0),
+            eviction_soft_grace_period: self.eviction_soft_grace_period.clone().map(|m| m.0),
+            eviction_minimum_reclaim: self.eviction_minimum_reclaim.clone().map(|m| m.0),
+            eviction_pressure_transition_period: self.eviction_pressure_transition_period,
+            eviction_max_pod_grace_period: self.eviction_max_pod_grace_period,
             cluster_dns: self.cluster_dns.clone(),
             cluster_domain: self.cluster_domain.clone(),
             resolv_conf: self.resolv_conf.clone(),

@@ -504,6 +504,18 @@ kubelet_configuration! {
         "evictionHard" => eviction_hard: BTreeMap<String, String> = default_eviction_hard(), Ptr;
         /// Fill the signals a file's `evictionHard` leaves out from the defaults.
         "mergeDefaultEvictionSettings" => merge_default_eviction_settings: bool = false, Ptr;
+        /// Soft eviction thresholds: met for their grace period, they evict. `--eviction-soft`.
+        "evictionSoft" => eviction_soft: BTreeMap<String, String> = BTreeMap::new(), Value;
+        /// How long each soft threshold must hold. `--eviction-soft-grace-period`.
+        "evictionSoftGracePeriod" => eviction_soft_grace_period: BTreeMap<String, String> = BTreeMap::new(), Value;
+        /// How much beyond a threshold must be free before it counts as reclaimed.
+        /// `--eviction-minimum-reclaim`.
+        "evictionMinimumReclaim" => eviction_minimum_reclaim: BTreeMap<String, String> = BTreeMap::new(), Value;
+        /// How long a pressure condition stays after its threshold was last met.
+        /// `--eviction-pressure-transition-period`, default 5m.
+        "evictionPressureTransitionPeriod" => eviction_pressure_transition_period: Duration = Duration::from_secs(300), Value;
+        /// The longest grace period a soft eviction gives a pod. `--eviction-max-pod-grace-period`.
+        "evictionMaxPodGracePeriod" => eviction_max_pod_grace_period: i32 = 0, Value;
         /// Image filesystem usage (percent) at or above which unused images are removed; 100
         /// turns the space-driven collection off. `--image-gc-high-threshold`.
         "imageGCHighThresholdPercent" => image_gc_high_threshold_percent: i32 = 85, Ptr;
@@ -755,6 +767,13 @@ impl KubeletConfiguration {
         }
         if let Err(e) = crate::node_allocatable::parse_thresholds(&self.eviction_hard) {
             errs.push(format!("evictionHard (--eviction-hard): {e}"));
+        } else if let Err(e) = crate::eviction::parse_config(
+            &self.eviction_hard,
+            &self.eviction_soft,
+            &self.eviction_soft_grace_period,
+            &self.eviction_minimum_reclaim,
+        ) {
+            errs.push(format!("eviction thresholds: {e}"));
         }
         if errs.is_empty() { Ok(()) } else { Err(ConfigError::Invalid(errs)) }
     }

@@ -108,3 +108,26 @@ pub async fn run_image_gc(
         }
     }
 }
+
+/// The node-level reclaim the eviction manager asks for under disk pressure (upstream
+/// `DeleteAllUnusedContainers` and `DeleteUnusedImages`).
+pub struct DiskReclaimer {
+    pub containers: Arc<ContainerGc>,
+    pub images: Arc<ImageGc>,
+    pub pods: Arc<dyn PodStateProvider>,
+    pub sources_ready: Arc<AtomicBool>,
+}
+
+#[async_trait::async_trait]
+impl crate::eviction::NodeReclaimer for DiskReclaimer {
+    async fn reclaim_disk(&self) {
+        let ready = self.sources_ready.load(Ordering::Acquire);
+        if let Err(e) = self.containers.garbage_collect(self.pods.as_ref(), ready).await {
+            tracing::warn!("eviction manager: failed to delete dead containers: {e}");
+        }
+        match self.images.delete_unused_images().await {
+            Ok(freed) => tracing::info!(bytes = freed, "eviction manager: unused images deleted"),
+            Err(e) => tracing::warn!("eviction manager: failed to delete unused images: {e}"),
+        }
+    }
+}
