@@ -8,6 +8,9 @@
 //! message, and killed with a 1 s grace period (hard) or `evictionMaxPodGracePeriod` (soft).
 //! Critical pods (static, mirror, system-critical priority) are never evicted.
 //!
+//! Local storage isolation runs at every pass too: a pod whose emptyDir exceeds its `sizeLimit`,
+//! or that (or one of whose containers) exceeds its ephemeral-storage limit, is evicted at once.
+//!
 //! Not here: the memcg notifier (`kernelMemcgNotification`), `allocatableMemory.available`
 //! (never met), a separate container filesystem, and per-pod process counts for PID ranking
 //! (pods are ranked by priority alone under PID pressure).
@@ -402,6 +405,59 @@ pub fn eviction_message(
     m
 }
 
+/// The `kubelet_evictions` signal of an eviction for an emptyDir over its `sizeLimit`.
+pub const SIGNAL_EMPTY_DIR_LIMIT: &str = "emptydirfs.limit";
+/// ... for a pod over the sum of its containers' ephemeral-storage limits.
+pub const SIGNAL_POD_LIMIT: &str = "ephemeralpodfs.limit";
+/// ... for a container over its ephemeral-storage limit.
+pub const SIGNAL_CONTAINER_LIMIT: &str = "ephemeralcontainerfs.limit";
+
+/// Upstream's local storage isolation (`localStorageEviction`), checked for every pod at every
+/// pass: an emptyDir over its `sizeLimit`, the pod over its ephemeral-storage limit (the sum of
+/// its containers'), or a container whose writable layer and logs exceed its own. The message
+/// and the `kubelet_evictions` signal.
+pub fn local_storage_violation(pod: &Pod, stats: &PodStats) -> Option<(String, &'static str)> {
+    let spec = pod.spec.as_ref()?;
+    for v in spec.volumes.iter().flatten() {
+        let Some(limit) = v.empty_dir.as_ref().and_then(|e| e.size_limit.as_ref()) else { continue };
+        let Ok(size) = ParsedQuantity::parse_saturating(&limit.0).map(|q| q.value()) else { continue };
+        let used = stats.volume_stats.iter().find(|s| s.name == v.name).and_then(|s| s.fs.used_bytes);
+        if let Some(used) = used
+            && size > 0
+            && i128::from(used) > size
+        {
+            let message = format!("Usage of EmptyDir volume {:?} exceeds the limit {:?}. ", v.name, limit.0);
+            return Some((message, SIGNAL_EMPTY_DIR_LIMIT));
+        }
+    }
+    let (limits, _, _) = crate::admission::pod_limits(pod);
+    if let Some(limit) = limits.get("ephemeral-storage").map(|n| n / 1_000_000_000) {
+        let used = stats.ephemeral_storage.as_ref().and_then(|f| f.used_bytes).unwrap_or(0);
+        if i128::from(used) > limit {
+            let message = format!(
+                "Pod ephemeral local storage usage exceeds the total limit of containers {}. ",
+                format_binary_si(limit)
+            );
+            return Some((message, SIGNAL_POD_LIMIT));
+        }
+    }
+    for cs in &stats.containers {
+        let Some(c) = spec.containers.iter().find(|c| c.name == cs.name) else { continue };
+        let Some(limit) = c.resources.as_ref().and_then(|r| r.limits.as_ref()).and_then(|l| l.get("ephemeral-storage"))
+        else {
+            continue;
+        };
+        let Ok(value) = ParsedQuantity::parse_saturating(&limit.0).map(|q| q.value()) else { continue };
+        let used = cs.logs.as_ref().and_then(|f| f.used_bytes).unwrap_or(0)
+            + cs.rootfs.as_ref().and_then(|f| f.used_bytes).unwrap_or(0);
+        if value != 0 && i128::from(used) > value {
+            let message = format!("Container {} exceeded its local ephemeral storage limit {:?}. ", c.name, limit.0);
+            return Some((message, SIGNAL_CONTAINER_LIMIT));
+        }
+    }
+    None
+}
+
 /// The summary the manager reads (the stats provider; faked in tests).
 #[async_trait]
 pub trait SummaryProvider: Send + Sync {
@@ -424,8 +480,9 @@ pub trait NodeReclaimer: Send + Sync {
 /// The pods the manager may evict, and how.
 pub trait PodEvictor: Send + Sync {
     fn active_pods(&self) -> Vec<Arc<Pod>>;
-    /// Fails the pod with `message` and kills it with `grace` seconds.
-    fn evict(&self, pod: &Arc<Pod>, grace: i64, message: String);
+    /// Fails the pod with `message` (and a `DisruptionTarget` condition when `disruption`: the
+    /// pressure evictions, not the local storage ones) and kills it with `grace` seconds.
+    fn evict(&self, pod: &Arc<Pod>, grace: i64, message: String, disruption: bool);
 }
 
 /// The manager's state between passes.
@@ -483,10 +540,6 @@ impl EvictionManager {
 
     /// Runs a pass every [`MONITORING_INTERVAL`] until shutdown.
     pub async fn run(mut self, shutdown: CancellationToken) {
-        if self.thresholds.is_empty() {
-            tracing::info!("no eviction thresholds: the eviction manager does nothing");
-            return;
-        }
         let mut tick = tokio::time::interval(MONITORING_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -498,6 +551,28 @@ impl EvictionManager {
                 tracing::error!("Eviction manager: failed to get summary stats: {e}");
             }
         }
+    }
+
+    /// Evicts (with no grace period) every pod over a local storage limit; the first one's UID.
+    fn local_storage_eviction(&self, summary: &Summary) -> Option<String> {
+        let by_uid: HashMap<&str, &PodStats> = summary.pods.iter().map(|p| (p.pod_ref.uid.as_str(), p)).collect();
+        let mut first = None;
+        for pod in self.pods.active_pods() {
+            let uid = crate::runtime::labels::uid_of(&pod).to_owned();
+            let Some(stats) = by_uid.get(uid.as_str()) else { continue };
+            let Some((message, signal)) = local_storage_violation(&pod, stats) else { continue };
+            if is_critical_pod(&pod) {
+                tracing::error!(pod = %pod_key(&pod), "Eviction manager: cannot evict a critical pod: {message}");
+                continue;
+            }
+            tracing::warn!(pod = %pod_key(&pod), "eviction manager: evicting pod over its local storage limit: {message}");
+            self.pods.evict(&pod, 0, message, false);
+            if let Some(m) = &self.metrics {
+                m.evictions.inc(&[signal]);
+            }
+            first.get_or_insert(uid);
+        }
+        first
     }
 
     /// One pass (upstream `synchronize`). Returns the UID of the pod evicted, if one was.
@@ -526,6 +601,9 @@ impl EvictionManager {
             tracing::info!(conditions = ?is, "eviction manager: node conditions changed");
         }
         self.last_met = met.clone();
+        if let Some(uid) = self.local_storage_eviction(&summary) {
+            return Ok(Some(uid));
+        }
         let mut due: Vec<Threshold> = met
             .into_iter()
             .filter(|t| self.first_observed.get(&(t.signal, t.hard)).is_some_and(|f| now.saturating_sub(*f) >= t.grace))
@@ -562,7 +640,7 @@ impl EvictionManager {
             let message = eviction_message(resource, pod, pod_stats, &threshold, obs.get(&threshold.signal));
             let Some(arc) = active.iter().find(|p| std::ptr::eq(p.as_ref(), pod)) else { continue };
             tracing::warn!(pod = %pod_key(pod), signal = threshold.signal.as_str(), "eviction manager: evicting pod: {message}");
-            self.pods.evict(arc, grace, message);
+            self.pods.evict(arc, grace, message, true);
             if let Some(m) = &self.metrics {
                 m.evictions.inc(&[threshold.signal.as_str()]);
             }

@@ -108,14 +108,16 @@ impl NodeReclaimer for FakeReclaimer {
 struct FakePods {
     pods: Vec<Arc<Pod>>,
     evicted: Mutex<Vec<(String, i64, String)>>,
+    disruption: Mutex<Vec<bool>>,
 }
 
 impl PodEvictor for FakePods {
     fn active_pods(&self) -> Vec<Arc<Pod>> {
         self.pods.clone()
     }
-    fn evict(&self, pod: &Arc<Pod>, grace: i64, message: String) {
+    fn evict(&self, pod: &Arc<Pod>, grace: i64, message: String, disruption: bool) {
         self.evicted.lock().unwrap().push((pod.metadata.name.clone().unwrap(), grace, message));
+        self.disruption.lock().unwrap().push(disruption);
     }
 }
 
@@ -356,4 +358,74 @@ fn admission_under_pressure_follows_upstream() {
     assert!(p.admit(&tolerating).is_ok());
     p.set(vec![DISK_PRESSURE, MEMORY_PRESSURE]);
     assert_eq!(p.admit(&burstable).unwrap_err(), "The node had condition: [MemoryPressure, DiskPressure]. ");
+}
+
+fn with_storage(mut p: Pod, volume_limit: Option<&str>, container_limit: Option<&str>) -> Arc<Pod> {
+    let spec = p.spec.as_mut().unwrap();
+    if let Some(l) = volume_limit {
+        spec.volumes = Some(vec![k8s_openapi::api::core::v1::Volume {
+            name: "scratch".into(),
+            empty_dir: Some(k8s_openapi::api::core::v1::EmptyDirVolumeSource {
+                size_limit: Some(Quantity(l.into())),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }]);
+    }
+    if let Some(l) = container_limit {
+        spec.containers[0].resources.get_or_insert_with(Default::default).limits =
+            Some(BTreeMap::from([("ephemeral-storage".to_string(), Quantity(l.into()))]));
+    }
+    Arc::new(p)
+}
+
+#[test]
+fn local_storage_limits_as_upstream() {
+    let mut stats = pod_stats("p", 0, 6 * MI);
+    stats.volume_stats = vec![crate::stats::VolumeStats {
+        name: "scratch".into(),
+        fs: FsStats { used_bytes: Some(5 * MI), ..Default::default() },
+    }];
+    let base = (*pod("p", None, 0)).clone();
+    let (m, s) = local_storage_violation(&with_storage(base.clone(), Some("1Mi"), None), &stats).unwrap();
+    assert_eq!(
+        (m.as_str(), s),
+        ("Usage of EmptyDir volume \"scratch\" exceeds the limit \"1Mi\". ", SIGNAL_EMPTY_DIR_LIMIT)
+    );
+    assert_eq!(local_storage_violation(&with_storage(base.clone(), Some("8Mi"), None), &stats), None);
+    // Container: its writable layer (3Mi) and logs (3Mi) against its limit; the pod's total
+    // (6Mi) against the sum of the limits comes first.
+    let (m, s) = local_storage_violation(&with_storage(base.clone(), None, Some("4Mi")), &stats).unwrap();
+    assert_eq!(
+        (m.as_str(), s),
+        ("Pod ephemeral local storage usage exceeds the total limit of containers 4Mi. ", SIGNAL_POD_LIMIT)
+    );
+    stats.ephemeral_storage = Some(FsStats { used_bytes: Some(3 * MI), ..Default::default() });
+    let (m, s) = local_storage_violation(&with_storage(base.clone(), None, Some("4Mi")), &stats).unwrap();
+    assert_eq!(
+        (m.as_str(), s),
+        ("Container app exceeded its local ephemeral storage limit \"4Mi\". ", SIGNAL_CONTAINER_LIMIT)
+    );
+    assert_eq!(local_storage_violation(&with_storage(base, None, Some("7Mi")), &stats), None);
+}
+
+#[tokio::test]
+async fn local_storage_evictions_need_no_threshold_and_spare_critical_pods() {
+    let mut stats = pod_stats("p", 0, 6 * MI);
+    stats.volume_stats = vec![crate::stats::VolumeStats {
+        name: "scratch".into(),
+        fs: FsStats { used_bytes: Some(5 * MI), ..Default::default() },
+    }];
+    let mut critical = (*pod("c", None, 0)).clone();
+    critical.spec.as_mut().unwrap().priority = Some(2_000_000_000);
+    let mut critical_stats = stats.clone();
+    critical_stats.pod_ref = PodReference { name: "c".into(), namespace: "default".into(), uid: "uid-c".into() };
+    let p = with_storage((*pod("p", None, 0)).clone(), Some("1Mi"), None);
+    let c = with_storage(critical, Some("1Mi"), None);
+    let mut h = harness(vec![], vec![c, p], vec![summary(900 * MI, 50 * 1024 * MI, 10, vec![critical_stats, stats])]);
+    assert_eq!(h.manager.synchronize().await.unwrap().as_deref(), Some("uid-p"));
+    let evicted = h.pods.evicted.lock().unwrap().clone();
+    assert_eq!(evicted.len(), 1, "{evicted:?}");
+    assert_eq!(evicted[0].1, 0, "no grace period");
+    assert_eq!(*h.pods.disruption.lock().unwrap(), vec![false], "no DisruptionTarget condition");
 }

@@ -90,8 +90,9 @@ pub struct Kubelet {
     first_seen: Mutex<HashMap<String, Duration>>,
     /// With `cgroupsPerQOS`: the pod and QoS cgroups.
     cm: Option<Arc<crate::cm::ContainerManager>>,
-    /// Pods the eviction manager evicted: UID → the status message.
-    evictions: Mutex<HashMap<String, String>>,
+    /// Pods the eviction manager evicted: UID → the status message, and whether the status
+    /// gets a `DisruptionTarget` condition.
+    evictions: Mutex<HashMap<String, (String, bool)>>,
 }
 
 impl Kubelet {
@@ -325,9 +326,9 @@ impl Kubelet {
     }
 
     /// Upstream eviction's `evictPod`: a Warning `Evicted` event, and from now on the pod's
-    /// status is Failed with reason `Evicted`, `message` and a `DisruptionTarget` condition (the
-    /// caller then kills it).
-    pub fn mark_evicted(&self, pod: &Pod, message: String) {
+    /// status is Failed with reason `Evicted`, `message` and (with `disruption`) a
+    /// `DisruptionTarget` condition (the caller then kills it).
+    pub fn mark_evicted(&self, pod: &Pod, message: String, disruption: bool) {
         self.recorder.record(crate::events::pod_event(
             pod,
             EventType::Warning,
@@ -335,7 +336,7 @@ impl Kubelet {
             message.clone(),
         ));
         if let Ok(mut e) = self.evictions.lock() {
-            e.insert(labels::uid_of(pod).to_owned(), message);
+            e.insert(labels::uid_of(pod).to_owned(), (message, disruption));
         }
     }
 
@@ -396,8 +397,8 @@ impl Kubelet {
             status.reason = Some(DEADLINE_EXCEEDED.into());
             status.message = Some(DEADLINE_EXCEEDED_MESSAGE.into());
         }
-        if let Some(message) = self.evictions.lock().ok().and_then(|e| e.get(uid).cloned()) {
-            apply_eviction(&mut status, message, self.now());
+        if let Some((message, disruption)) = self.evictions.lock().ok().and_then(|e| e.get(uid).cloned()) {
+            apply_eviction(&mut status, message, disruption, self.now());
         }
         let phase = status.phase.clone();
         let was = old.as_ref().and_then(|o| o.phase.as_deref());
@@ -491,10 +492,13 @@ impl PodSyncer for Kubelet {
 
 /// An evicted pod's status: Failed, `Evicted`, the message, and the `DisruptionTarget`
 /// condition upstream adds (reason `TerminationByKubelet`).
-fn apply_eviction(status: &mut k8s_openapi::api::core::v1::PodStatus, message: String, now: Time) {
+fn apply_eviction(status: &mut k8s_openapi::api::core::v1::PodStatus, message: String, disruption: bool, now: Time) {
     status.phase = Some(crate::status::phases::FAILED.into());
     status.reason = Some(crate::eviction::REASON.into());
     status.message = Some(message.clone());
+    if !disruption {
+        return;
+    }
     let conditions = status.conditions.get_or_insert_with(Vec::new);
     if let Some(c) = conditions.iter_mut().find(|c| c.type_ == "DisruptionTarget") {
         if c.status != "True" {
@@ -527,8 +531,8 @@ impl crate::eviction::PodEvictor for KubeletEvictor {
         self.kubelet.active_pods()
     }
 
-    fn evict(&self, pod: &Arc<Pod>, grace: i64, message: String) {
-        self.kubelet.mark_evicted(pod, message);
+    fn evict(&self, pod: &Arc<Pod>, grace: i64, message: String, disruption: bool) {
+        self.kubelet.mark_evicted(pod, message, disruption);
         self.workers.kill_pod(labels::uid_of(pod), Some(pod.clone()), Some(grace), false);
     }
 }

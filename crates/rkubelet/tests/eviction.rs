@@ -11,7 +11,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Event, Node, Pod};
+use k8s_openapi::api::core::v1::{Event, Node, Pod, PodStatus};
 use kube::api::{Api, ListParams, PostParams};
 use testkit::cluster::TestCluster;
 use testkit::{Agent, AgentOptions, NodeEnv, wait_for};
@@ -23,6 +23,28 @@ fn memory_available() -> u64 {
     let capacity = sys::node_info::machine_info().expect("machine info").memory_bytes;
     let root = sys::stats::cgroup_stats(Path::new("/sys/fs/cgroup"), "/").expect("root cgroup");
     capacity.saturating_sub(root.memory.expect("root memory").working_set_bytes)
+}
+
+/// A pod bound to `node` with a 2 s grace period; `spec` gives its volumes and containers.
+fn bound_pod(name: &str, node: &str, mut spec: serde_json::Value) -> Pod {
+    spec["nodeName"] = node.into();
+    spec["terminationGracePeriodSeconds"] = 2.into();
+    let pod = serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": spec});
+    serde_json::from_value(pod).unwrap()
+}
+
+/// Waits for the pod to be Failed with reason Evicted; its status.
+async fn wait_evicted(pods: &Api<Pod>, name: &str, a: &Agent) -> PodStatus {
+    wait_for(&format!("{name} evicted"), Duration::from_secs(90), || async {
+        let p = pods.get(name).await.map_err(|e| e.to_string())?;
+        let st = p.status.clone().unwrap_or_default();
+        if phase(&p) == "Failed" && st.reason.as_deref() == Some("Evicted") {
+            Ok(st)
+        } else {
+            Err(format!("{st:?}\n{}", common::tail(&a.log())))
+        }
+    })
+    .await
 }
 
 fn phase(p: &Pod) -> String {
@@ -50,18 +72,13 @@ async fn a_memory_hog_is_evicted_under_a_hard_threshold_and_a_guaranteed_pod_is_
     );
     let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
     let nodes: Api<Node> = Api::all(cluster.client.clone());
-    let guaranteed: Pod = serde_json::from_value(serde_json::json!({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": "steady"},
-        "spec": {
-            "nodeName": a.node,
-            "terminationGracePeriodSeconds": 2,
-            "containers": [{"name": "app", "image": env.test_image,
+    let guaranteed = bound_pod(
+        "steady",
+        &a.node,
+        serde_json::json!({"containers": [{"name": "app", "image": env.test_image,
                 "command": ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"],
-                "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"cpu": "100m", "memory": "64Mi"}}}]
-        }
-    }))
-    .unwrap();
+                "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"cpu": "100m", "memory": "64Mi"}}}]}),
+    );
     pods.create(&PostParams::default(), &guaranteed).await.unwrap();
     wait_for("steady running", Duration::from_secs(60), || async {
         let p = pods.get("steady").await.map_err(|e| e.to_string())?;
@@ -79,19 +96,16 @@ async fn a_memory_hog_is_evicted_under_a_hard_threshold_and_a_guaranteed_pod_is_
         )),
         ..Default::default()
     });
-    let hog: Pod = serde_json::from_value(serde_json::json!({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": "hog"},
-        "spec": {
-            "nodeName": a.node,
-            "terminationGracePeriodSeconds": 2,
-            "volumes": [{"name": "ram", "emptyDir": {"medium": "Memory"}}],
-            "containers": [{"name": "hog", "image": env.test_image,
-                "command": ["sh", "-c", "dd if=/dev/zero of=/ram/fill bs=1M count=700; trap 'exit 0' TERM; while true; do sleep 1; done"],
-                "volumeMounts": [{"name": "ram", "mountPath": "/ram"}]}]
-        }
-    }))
-    .unwrap();
+    let hog = bound_pod(
+        "hog",
+        &a.node,
+        serde_json::json!({
+                "volumes": [{"name": "ram", "emptyDir": {"medium": "Memory"}}],
+                "containers": [{"name": "hog", "image": env.test_image,
+                    "command": ["sh", "-c", "dd if=/dev/zero of=/ram/fill bs=1M count=700; trap 'exit 0' TERM; while true; do sleep 1; done"],
+                    "volumeMounts": [{"name": "ram", "mountPath": "/ram"}]}]
+        }),
+    );
     pods.create(&PostParams::default(), &hog).await.unwrap();
 
     let seen_pressure = std::sync::atomic::AtomicBool::new(false);
@@ -158,5 +172,64 @@ async fn a_memory_hog_is_evicted_under_a_hard_threshold_and_a_guaranteed_pod_is_
         Some(0),
         "and was not restarted"
     );
+    a.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn local_storage_limits_evict_at_once() {
+    let Some(env) = NodeEnv::require() else { return };
+    let cluster = TestCluster::start().await.unwrap();
+    let a = Agent::start(
+        Path::new(common::BIN),
+        &env,
+        "evict-storage",
+        AgentOptions {
+            args: vec![format!("--kubeconfig={}", cluster.kubeconfig.display())],
+            config_yaml: Some("volumeStatsAggPeriod: 2s\n".into()),
+            ..Default::default()
+        },
+    );
+    let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
+    let sleep = "trap 'exit 0' TERM; while true; do sleep 1; done";
+    let scratch = bound_pod(
+        "scratch",
+        &a.node,
+        serde_json::json!({
+                "volumes": [{"name": "scratch", "emptyDir": {"sizeLimit": "1Mi"}}],
+                "containers": [{"name": "app", "image": env.test_image,
+                    "command": ["sh", "-c", format!("dd if=/dev/zero of=/scratch/f bs=1M count=4; {sleep}")],
+                    "volumeMounts": [{"name": "scratch", "mountPath": "/scratch"}]}]
+        }),
+    );
+    // Two containers: the pod stays under the sum of their limits, "big" goes over its own.
+    let writer = bound_pod(
+        "writer",
+        &a.node,
+        serde_json::json!({
+                "containers": [
+                    {"name": "big", "image": env.test_image,
+                     "command": ["sh", "-c", format!("dd if=/dev/zero of=/tmp/f bs=1M count=4; {sleep}")],
+                     "resources": {"limits": {"ephemeral-storage": "2Mi"}}},
+                    {"name": "small", "image": env.test_image, "command": ["sh", "-c", sleep],
+                     "resources": {"limits": {"ephemeral-storage": "20Mi"}}}
+                ]
+        }),
+    );
+    let steady = common::sleeping_pod("steady", &a.node, &env.test_image);
+    for p in [&scratch, &writer, &steady] {
+        pods.create(&PostParams::default(), p).await.unwrap();
+    }
+    for (name, want) in [
+        ("scratch", "Usage of EmptyDir volume \"scratch\" exceeds the limit \"1Mi\". "),
+        ("writer", "Container big exceeded its local ephemeral storage limit \"2Mi\". "),
+    ] {
+        let st = wait_evicted(&pods, name, &a).await;
+        assert_eq!(st.message.as_deref(), Some(want));
+        assert!(
+            !st.conditions.unwrap_or_default().iter().any(|c| c.type_ == "DisruptionTarget"),
+            "local storage evictions add no DisruptionTarget condition, as upstream"
+        );
+    }
+    assert_eq!(phase(&pods.get("steady").await.unwrap()), "Running", "a pod within its limits stays");
     a.cleanup().await;
 }

@@ -108,7 +108,11 @@ impl Agent {
         } else {
             "evictionHard:\n  memory.available: 100Mi\n  nodefs.available: 1%\n  imagefs.available: 1%\n  nodefs.inodesFree: 1%\n"
         };
-        std::fs::write(&config, format!("{base}{eviction}{extra}")).expect("write config");
+        // Likewise image garbage collection, which would remove images other tests' pods are
+        // about to use from the shared runtime.
+        let image_gc =
+            if extra.contains("imageGCHighThresholdPercent") { "" } else { "imageGCHighThresholdPercent: 100\n" };
+        std::fs::write(&config, format!("{base}{eviction}{image_gc}{extra}")).expect("write config");
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_file()).expect("log file");
         let child = Command::new(&self.bin)
             .arg("--config")
