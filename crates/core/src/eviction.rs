@@ -12,8 +12,7 @@
 //! or that (or one of whose containers) exceeds its ephemeral-storage limit, is evicted at once.
 //!
 //! Not here: the memcg notifier (`kernelMemcgNotification`), `allocatableMemory.available`
-//! (never met), a separate container filesystem, and per-pod process counts for PID ranking
-//! (pods are ranked by priority alone under PID pressure).
+//! (never met), and a separate container filesystem.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
@@ -339,7 +338,7 @@ fn priority(pod: &Pod) -> i32 {
 }
 
 /// Upstream's rankings: memory and disk by (usage over request, priority, usage − request);
-/// pids by priority. Pods without stats go last.
+/// pids by priority, then process count. Pods without stats go last.
 pub fn rank<'a>(pods: &mut [(&'a Pod, Option<&'a PodStats>)], resource: &str) {
     pods.sort_by(|(a, sa), (b, sb)| {
         let key = |p: &Pod, s: &Option<&PodStats>| {
@@ -350,7 +349,12 @@ pub fn rank<'a>(pods: &mut [(&'a Pod, Option<&'a PodStats>)], resource: &str) {
             (usage.is_none(), !exceeds, priority(p), std::cmp::Reverse(over))
         };
         if resource == "pids" {
-            return priority(a).cmp(&priority(b));
+            // Upstream `rankPIDPressure`: priority, then more processes first.
+            let processes = |s: &Option<&PodStats>| {
+                s.and_then(|s| s.process_stats.as_ref()).and_then(|p| p.process_count).unwrap_or(0)
+            };
+            return (priority(a), std::cmp::Reverse(processes(sa)))
+                .cmp(&(priority(b), std::cmp::Reverse(processes(sb))));
         }
         key(a, sa).cmp(&key(b, sb))
     });

@@ -327,6 +327,22 @@ async fn disk_pressure_reclaims_node_level_resources_before_evicting() {
 }
 
 #[tokio::test]
+async fn pid_pressure_ranks_by_priority_then_processes() {
+    let mut few = pod_stats("few", 0, 0);
+    few.process_stats = Some(crate::stats::ProcessStats { process_count: Some(3) });
+    let mut many = pod_stats("many", 0, 0);
+    many.process_stats = Some(crate::stats::ProcessStats { process_count: Some(300) });
+    let mut low = pod_stats("low", 0, 0);
+    low.process_stats = Some(crate::stats::ProcessStats { process_count: Some(1) });
+    let summaries = vec![summary(900 * MI, 50 * 1024 * MI, 950, vec![few, many, low])];
+    let pods = vec![pod("few", None, 0), pod("many", None, 0), pod("low", None, -5)];
+    let mut h = harness(hard(&[("pid.available", "10%")]), pods.clone(), summaries.clone());
+    assert_eq!(h.manager.synchronize().await.unwrap().as_deref(), Some("uid-low"), "lower priority first");
+    let mut h = harness(hard(&[("pid.available", "10%")]), pods[..2].to_vec(), summaries);
+    assert_eq!(h.manager.synchronize().await.unwrap().as_deref(), Some("uid-many"), "then more processes");
+}
+
+#[tokio::test]
 async fn pid_pressure_sets_its_condition() {
     let mut h = harness(
         hard(&[("pid.available", "10%")]),

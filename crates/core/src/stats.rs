@@ -47,6 +47,8 @@ pub trait HostStats: Send + Sync + 'static {
     fn cgroup_children(&self, name: &str) -> Vec<String>;
     /// When the cgroup was made, in seconds since the epoch.
     fn cgroup_created(&self, name: &str) -> Option<f64>;
+    /// The processes in the cgroup and its descendants; None when it is not there.
+    fn cgroup_processes(&self, name: &str) -> Option<u64>;
     /// The host's network interfaces.
     fn interfaces(&self) -> Result<Vec<sys::stats::InterfaceStats>, String>;
     /// The interfaces of the network namespace process `pid` is in (a pod's sandbox).
@@ -92,6 +94,9 @@ impl HostStats for RealHostStats {
     }
     fn cgroup_children(&self, name: &str) -> Vec<String> {
         self.cgroupfs().ok().and_then(|fs| fs.children(name).ok()).unwrap_or_default()
+    }
+    fn cgroup_processes(&self, name: &str) -> Option<u64> {
+        self.cgroupfs().ok()?.process_count(name)
     }
     fn cgroup_created(&self, name: &str) -> Option<f64> {
         let at = self.cgroupfs().ok()?.created(name)?;
@@ -276,6 +281,8 @@ impl StatsProvider {
                 page_faults: Some(m.page_faults),
                 major_page_faults: Some(m.major_page_faults),
             });
+            pod.process_stats =
+                self.host.cgroup_processes(&layout.name(&cgroup)).map(|n| ProcessStats { process_count: Some(n) });
             return true;
         }
         false

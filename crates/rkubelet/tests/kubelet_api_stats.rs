@@ -152,6 +152,8 @@ async fn summary_and_resource_metrics_report_the_node_and_its_pods() {
     // The pod's CPU is its own cgroup's (read after the container's): the container and more.
     assert!(u64_at(&pod, "/cpu/usageCoreNanoSeconds") >= u64_at(app, "/cpu/usageCoreNanoSeconds"), "{pod}");
     assert!(u64_at(&pod, "/memory/workingSetBytes") > 0, "{pod}");
+    // The pause process and the app's shell (and its sleep), counted in the pod's cgroup tree.
+    assert!(u64_at(&pod, "/process_stats/process_count") >= 2, "{pod}");
     // The sandbox's own network namespace: the CNI bridge's eth0, not the host's interfaces.
     assert_eq!(pod["network"]["name"], "eth0", "{pod}");
     let pod_ifaces: Vec<&str> =

@@ -35,6 +35,18 @@ pub struct CgroupResources {
 /// The controllers a v2 cgroup of the kubelet needs enabled.
 const V2_CONTROLLERS: [&str; 5] = ["cpuset", "cpu", "memory", "pids", "hugetlb"];
 
+/// Adds the pids in `dir`'s `cgroup.procs` and its descendants' to `out`.
+fn walk_procs(dir: &Path, out: &mut Vec<u32>) {
+    if let Ok(text) = std::fs::read_to_string(dir.join("cgroup.procs")) {
+        out.extend(text.lines().filter_map(|l| l.trim().parse::<u32>().ok()));
+    }
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            walk_procs(&e.path(), out);
+        }
+    }
+}
+
 /// A cgroup filesystem (normally `/sys/fs/cgroup`).
 #[derive(Debug, Clone)]
 pub struct CgroupFs {
@@ -293,23 +305,27 @@ impl CgroupFs {
 
     /// Every process in `name` and its descendants, in any hierarchy.
     pub fn pids(&self, name: &str) -> Vec<u32> {
-        fn walk(dir: &Path, out: &mut Vec<u32>) {
-            if let Ok(text) = std::fs::read_to_string(dir.join("cgroup.procs")) {
-                out.extend(text.lines().filter_map(|l| l.trim().parse::<u32>().ok()));
-            }
-            for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-                if e.file_type().is_ok_and(|t| t.is_dir()) {
-                    walk(&e.path(), out);
-                }
-            }
-        }
         let mut out = Vec::new();
         for dir in self.dirs(name) {
-            walk(&dir, &mut out);
+            walk_procs(&dir, &mut out);
         }
         out.sort_unstable();
         out.dedup();
         out
+    }
+
+    /// The processes in `name` and its descendants (cAdvisor's `process_count`), read in the
+    /// pids hierarchy (v1) or the unified one; None when the cgroup is not there.
+    pub fn process_count(&self, name: &str) -> Option<u64> {
+        let dir = self.dir("pids", name);
+        if !dir.is_dir() {
+            return None;
+        }
+        let mut out = Vec::new();
+        walk_procs(&dir, &mut out);
+        out.sort_unstable();
+        out.dedup();
+        Some(out.len() as u64)
     }
 
     /// Whether the hugetlb controller is there (a v1 hierarchy, or listed at the v2 root):
@@ -435,6 +451,9 @@ mod tests {
         std::fs::write(p("memory/kubepods/burstable/cgroup.procs"), "12\n7\n").expect("write");
         std::fs::write(p("pids/kubepods/cgroup.procs"), "7\n").expect("write");
         assert_eq!(fs.pids("/kubepods"), [7, 12]);
+        std::fs::write(p("pids/kubepods/burstable/cgroup.procs"), "12\n13\n").expect("write");
+        assert_eq!(fs.process_count("/kubepods"), Some(3), "the pids hierarchy, descendants included");
+        assert_eq!(fs.process_count("/kubepods/besteffort"), None);
     }
 
     #[test]

@@ -64,6 +64,9 @@ impl HostStats for FakeHost {
     fn cgroup_created(&self, _name: &str) -> Option<f64> {
         Some(1_750_000_000.0)
     }
+    fn cgroup_processes(&self, name: &str) -> Option<u64> {
+        (name == "/kubepods/burstable/podu2").then_some(4)
+    }
     fn interfaces(&self) -> Result<Vec<sys::stats::InterfaceStats>, String> {
         Ok(vec![
             sys::stats::InterfaceStats { name: "ens3".into(), rx_bytes: 1, tx_bytes: 2, ..Default::default() },
@@ -269,6 +272,9 @@ async fn a_pod_with_its_own_cgroup_is_measured_there() {
     assert_eq!((memory.working_set_bytes, memory.usage_bytes, memory.rss_bytes), (Some(800), Some(900), Some(700)));
     assert_eq!(memory.page_faults, Some(3));
     assert_eq!(pod.containers[0].memory.as_ref().and_then(|m| m.working_set_bytes), Some(4096), "containers as before");
+    assert_eq!(pod.process_stats, Some(ProcessStats { process_count: Some(4) }), "its cgroup tree's processes");
+    let json = serde_json::to_value(pod).expect("json");
+    assert_eq!(json["process_stats"]["process_count"], 4, "upstream's snake_case keys");
 }
 
 #[tokio::test]
