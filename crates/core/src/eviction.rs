@@ -184,6 +184,46 @@ pub fn parse_config(
     Ok(out)
 }
 
+/// The manager's settings from the configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EvictionConfig {
+    pub thresholds: Vec<Threshold>,
+    /// `evictionPressureTransitionPeriod`.
+    pub pressure_transition_period: Duration,
+    /// `evictionMaxPodGracePeriod`.
+    pub max_pod_grace_period: i64,
+}
+
+impl EvictionConfig {
+    /// From `evictionHard`, `evictionSoft`, `evictionSoftGracePeriod`, `evictionMinimumReclaim`,
+    /// `evictionPressureTransitionPeriod` and `evictionMaxPodGracePeriod`.
+    pub fn from_config(c: &crate::config::KubeletConfiguration) -> Result<Self, String> {
+        Ok(Self {
+            thresholds: parse_config(
+                &c.eviction_hard,
+                &c.eviction_soft,
+                &c.eviction_soft_grace_period,
+                &c.eviction_minimum_reclaim,
+            )?,
+            pressure_transition_period: c.eviction_pressure_transition_period,
+            max_pod_grace_period: i64::from(c.eviction_max_pod_grace_period),
+        })
+    }
+
+    /// The grace period a pod evicted for `threshold` gets (upstream): 1 s for a hard
+    /// threshold; for a soft one `evictionMaxPodGracePeriod`, or the pod's own
+    /// `terminationGracePeriodSeconds` when that is shorter.
+    pub fn grace_period(&self, threshold: &Threshold, pod: &Pod) -> i64 {
+        if threshold.hard {
+            return IMMEDIATE_GRACE_PERIOD_SECONDS;
+        }
+        match pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds) {
+            Some(own) => self.max_pod_grace_period.min(own),
+            None => self.max_pod_grace_period,
+        }
+    }
+}
+
 /// What was observed of a signal: available and capacity (bytes, inodes or pids).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Observation {
@@ -259,10 +299,6 @@ impl Pressure {
         self.0.read().map(|v| v.clone()).unwrap_or_default()
     }
 
-    pub fn has(&self, condition: &str) -> bool {
-        self.conditions().contains(&condition)
-    }
-
     fn set(&self, mut conditions: Vec<&'static str>) {
         let order = |c: &&str| [MEMORY_PRESSURE, DISK_PRESSURE, PID_PRESSURE].iter().position(|x| x == c);
         conditions.sort_by_key(order);
@@ -286,7 +322,8 @@ impl Pressure {
         {
             return Ok(());
         }
-        Err(format!("The node had condition: [{}]. ", conditions.join(", ")))
+        // Go's `%v` of the condition list: `[MemoryPressure DiskPressure]`.
+        Err(format!("The node had condition: [{}]. ", conditions.join(" ")))
     }
 }
 
@@ -339,7 +376,7 @@ fn priority(pod: &Pod) -> i32 {
 
 /// Upstream's rankings: memory and disk by (usage over request, priority, usage − request);
 /// pids by priority, then process count. Pods without stats go last.
-pub fn rank<'a>(pods: &mut [(&'a Pod, Option<&'a PodStats>)], resource: &str) {
+pub fn rank<P: std::ops::Deref<Target = Pod>>(pods: &mut [(P, Option<&PodStats>)], resource: &str) {
     pods.sort_by(|(a, sa), (b, sb)| {
         let key = |p: &Pod, s: &Option<&PodStats>| {
             let usage = s.and_then(|s| usage_of(s, resource)).map(i128::from);
@@ -491,9 +528,7 @@ pub trait PodEvictor: Send + Sync {
 
 /// The manager's state between passes.
 pub struct EvictionManager {
-    thresholds: Vec<Threshold>,
-    transition: Duration,
-    max_pod_grace: i64,
+    config: EvictionConfig,
     summary: Arc<dyn SummaryProvider>,
     reclaimer: Arc<dyn NodeReclaimer>,
     pods: Arc<dyn PodEvictor>,
@@ -506,14 +541,14 @@ pub struct EvictionManager {
     first_observed: HashMap<(Signal, bool), Duration>,
     /// When each condition was last seen.
     last_observed: HashMap<&'static str, Duration>,
+    /// Pods this manager evicted that are still active (being killed): not evicted again.
+    /// (Upstream's pass blocks until the evicted pod is cleaned up.)
+    evicting: std::collections::HashSet<String>,
 }
 
 impl EvictionManager {
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
-        thresholds: Vec<Threshold>,
-        transition: Duration,
-        max_pod_grace: i64,
+        config: EvictionConfig,
         summary: Arc<dyn SummaryProvider>,
         reclaimer: Arc<dyn NodeReclaimer>,
         pods: Arc<dyn PodEvictor>,
@@ -521,9 +556,7 @@ impl EvictionManager {
         pressure: Pressure,
     ) -> Self {
         Self {
-            thresholds,
-            transition,
-            max_pod_grace,
+            config,
             summary,
             reclaimer,
             pods,
@@ -533,6 +566,7 @@ impl EvictionManager {
             last_met: Vec::new(),
             first_observed: HashMap::new(),
             last_observed: HashMap::new(),
+            evicting: std::collections::HashSet::new(),
         }
     }
 
@@ -557,23 +591,35 @@ impl EvictionManager {
         }
     }
 
+    /// The active pods not already being evicted (forgetting evicted pods once they are gone).
+    fn candidates(&mut self) -> Vec<Arc<Pod>> {
+        let active = self.pods.active_pods();
+        self.evicting.retain(|uid| active.iter().any(|p| crate::runtime::labels::uid_of(p) == uid));
+        active.into_iter().filter(|p| !self.evicting.contains(crate::runtime::labels::uid_of(p))).collect()
+    }
+
+    fn evict(&mut self, pod: &Arc<Pod>, grace: i64, message: String, disruption: bool, signal: &str) {
+        self.pods.evict(pod, grace, message, disruption);
+        self.evicting.insert(crate::runtime::labels::uid_of(pod).to_owned());
+        if let Some(m) = &self.metrics {
+            m.evictions.inc(&[signal]);
+        }
+    }
+
     /// Evicts (with no grace period) every pod over a local storage limit; the first one's UID.
-    fn local_storage_eviction(&self, summary: &Summary) -> Option<String> {
+    fn local_storage_eviction(&mut self, pods: &[Arc<Pod>], summary: &Summary) -> Option<String> {
         let by_uid: HashMap<&str, &PodStats> = summary.pods.iter().map(|p| (p.pod_ref.uid.as_str(), p)).collect();
         let mut first = None;
-        for pod in self.pods.active_pods() {
-            let uid = crate::runtime::labels::uid_of(&pod).to_owned();
+        for pod in pods {
+            let uid = crate::runtime::labels::uid_of(pod).to_owned();
             let Some(stats) = by_uid.get(uid.as_str()) else { continue };
-            let Some((message, signal)) = local_storage_violation(&pod, stats) else { continue };
-            if is_critical_pod(&pod) {
-                tracing::error!(pod = %pod_key(&pod), "Eviction manager: cannot evict a critical pod: {message}");
+            let Some((message, signal)) = local_storage_violation(pod, stats) else { continue };
+            if is_critical_pod(pod) {
+                tracing::error!(pod = %pod_key(pod), "Eviction manager: cannot evict a critical pod: {message}");
                 continue;
             }
-            tracing::warn!(pod = %pod_key(&pod), "eviction manager: evicting pod over its local storage limit: {message}");
-            self.pods.evict(&pod, 0, message, false);
-            if let Some(m) = &self.metrics {
-                m.evictions.inc(&[signal]);
-            }
+            tracing::warn!(pod = %pod_key(pod), "eviction manager: evicting pod over its local storage limit: {message}");
+            self.evict(pod, 0, message, false, signal);
             first.get_or_insert(uid);
         }
         first
@@ -584,7 +630,7 @@ impl EvictionManager {
         let summary = self.summary.summary().await?;
         let obs = observe(&summary);
         let now = self.clock.now();
-        let mut met = thresholds_met(&self.thresholds, &obs, false);
+        let mut met = thresholds_met(&self.config.thresholds, &obs, false);
         for t in thresholds_met(&self.last_met, &obs, true) {
             if !met.iter().any(|m| m.signal == t.signal && m.hard == t.hard) {
                 met.push(t);
@@ -595,7 +641,7 @@ impl EvictionManager {
             self.first_observed.entry((t.signal, t.hard)).or_insert(now);
             self.last_observed.insert(t.signal.condition(), now);
         }
-        let transition = self.transition;
+        let transition = self.config.pressure_transition_period;
         self.last_observed.retain(|_, seen| now.saturating_sub(*seen) < transition);
         let conditions: Vec<&'static str> = self.last_observed.keys().copied().collect();
         let was = self.pressure.conditions();
@@ -605,7 +651,8 @@ impl EvictionManager {
             tracing::info!(conditions = ?is, "eviction manager: node conditions changed");
         }
         self.last_met = met.clone();
-        if let Some(uid) = self.local_storage_eviction(&summary) {
+        let candidates = self.candidates();
+        if let Some(uid) = self.local_storage_eviction(&candidates, &summary) {
             return Ok(Some(uid));
         }
         let mut due: Vec<Threshold> = met
@@ -631,27 +678,20 @@ impl EvictionManager {
             }
         }
         let resource = threshold.signal.resource();
-        let active = self.pods.active_pods();
         let by_uid: HashMap<&str, &PodStats> = stats.pods.iter().map(|p| (p.pod_ref.uid.as_str(), p)).collect();
-        let mut ranked: Vec<(&Pod, Option<&PodStats>)> =
-            active.iter().map(|p| (p.as_ref(), by_uid.get(crate::runtime::labels::uid_of(p)).copied())).collect();
+        let mut ranked: Vec<(Arc<Pod>, Option<&PodStats>)> =
+            candidates.iter().map(|p| (p.clone(), by_uid.get(crate::runtime::labels::uid_of(p)).copied())).collect();
         rank(&mut ranked, resource);
-        let grace = if threshold.hard { IMMEDIATE_GRACE_PERIOD_SECONDS } else { self.max_pod_grace };
-        for (pod, pod_stats) in ranked {
-            if is_critical_pod(pod) {
-                continue;
-            }
-            let message = eviction_message(resource, pod, pod_stats, &threshold, obs.get(&threshold.signal));
-            let Some(arc) = active.iter().find(|p| std::ptr::eq(p.as_ref(), pod)) else { continue };
-            tracing::warn!(pod = %pod_key(pod), signal = threshold.signal.as_str(), "eviction manager: evicting pod: {message}");
-            self.pods.evict(arc, grace, message, true);
-            if let Some(m) = &self.metrics {
-                m.evictions.inc(&[threshold.signal.as_str()]);
-            }
-            return Ok(Some(crate::runtime::labels::uid_of(pod).to_owned()));
-        }
-        tracing::info!("eviction manager: unable to evict any pods from the node");
-        Ok(None)
+        let Some((pod, pod_stats)) = ranked.into_iter().find(|(p, _)| !is_critical_pod(p)) else {
+            tracing::info!("eviction manager: unable to evict any pods from the node");
+            return Ok(None);
+        };
+        let message = eviction_message(resource, &pod, pod_stats, &threshold, obs.get(&threshold.signal));
+        let grace = self.config.grace_period(&threshold, &pod);
+        let uid = crate::runtime::labels::uid_of(&pod).to_owned();
+        tracing::warn!(pod = %pod_key(&pod), signal = threshold.signal.as_str(), "eviction manager: evicting pod: {message}");
+        self.evict(&pod, grace, message, true, threshold.signal.as_str());
+        Ok(Some(uid))
     }
 }
 

@@ -136,10 +136,10 @@ fn harness(thresholds: Vec<Threshold>, pods: Vec<Arc<Pod>>, summaries: Vec<Summa
     let pods = Arc::new(FakePods { pods, ..Default::default() });
     let clock = Arc::new(FakeClock::new(Duration::from_secs(1_000)));
     let pressure = Pressure::default();
+    let config =
+        EvictionConfig { thresholds, pressure_transition_period: Duration::from_secs(300), max_pod_grace_period: 30 };
     let manager = EvictionManager::new(
-        thresholds,
-        Duration::from_secs(300),
-        30,
+        config,
         summaries.clone(),
         reclaimer.clone(),
         pods.clone(),
@@ -274,6 +274,43 @@ async fn soft_thresholds_wait_for_their_grace_period_and_use_the_max_pod_grace()
     assert_eq!(h.pods.evicted.lock().unwrap()[0].1, 30, "evictionMaxPodGracePeriod");
 }
 
+#[test]
+fn a_soft_eviction_gives_the_shorter_of_the_maximum_and_the_pods_own_grace_period() {
+    let soft = parse_config(
+        &BTreeMap::new(),
+        &map(&[("memory.available", "200Mi")]),
+        &map(&[("memory.available", "30s")]),
+        &BTreeMap::new(),
+    )
+    .unwrap();
+    let hard = hard(&[("memory.available", "100Mi")]);
+    let config =
+        EvictionConfig { thresholds: vec![], pressure_transition_period: Duration::ZERO, max_pod_grace_period: 30 };
+    let mut quick = (*pod("quick", None, 0)).clone();
+    quick.spec.as_mut().unwrap().termination_grace_period_seconds = Some(5);
+    assert_eq!(config.grace_period(&soft[0], &quick), 5);
+    assert_eq!(config.grace_period(&soft[0], &pod("plain", None, 0)), 30);
+    assert_eq!(config.grace_period(&hard[0], &quick), 1, "hard: one second whatever the pod says");
+}
+
+#[tokio::test]
+async fn a_pod_being_evicted_is_not_evicted_again_while_it_is_killed() {
+    // The pod stays active (its kill is slow) over several passes: one eviction, one event.
+    let stats = vec![pod_stats("hog", 600 * MI, 0), pod_stats("next", 300 * MI, 0)];
+    let mut h = harness(
+        hard(&[("memory.available", "100Mi")]),
+        vec![pod("hog", None, 0), pod("next", None, 0)],
+        vec![summary(50 * MI, 50 * 1024 * MI, 10, stats)],
+    );
+    assert_eq!(h.manager.synchronize().await.unwrap().as_deref(), Some("uid-hog"));
+    h.clock.advance(Duration::from_secs(10));
+    assert_eq!(h.manager.synchronize().await.unwrap().as_deref(), Some("uid-next"), "the next one, not the hog again");
+    h.clock.advance(Duration::from_secs(10));
+    assert_eq!(h.manager.synchronize().await.unwrap(), None, "both are being killed");
+    let names: Vec<String> = h.pods.evicted.lock().unwrap().iter().map(|e| e.0.clone()).collect();
+    assert_eq!(names, ["hog", "next"]);
+}
+
 #[tokio::test]
 async fn the_condition_stays_for_the_transition_period_and_minimum_reclaim_holds_the_threshold() {
     let thresholds = parse_config(
@@ -373,7 +410,11 @@ fn admission_under_pressure_follows_upstream() {
     }]);
     assert!(p.admit(&tolerating).is_ok());
     p.set(vec![DISK_PRESSURE, MEMORY_PRESSURE]);
-    assert_eq!(p.admit(&burstable).unwrap_err(), "The node had condition: [MemoryPressure, DiskPressure]. ");
+    assert_eq!(
+        p.admit(&burstable).unwrap_err(),
+        "The node had condition: [MemoryPressure DiskPressure]. ",
+        "Go's %v of the condition list"
+    );
 }
 
 fn with_storage(mut p: Pod, volume_limit: Option<&str>, container_limit: Option<&str>) -> Arc<Pod> {

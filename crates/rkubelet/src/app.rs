@@ -372,13 +372,6 @@ pub async fn run(cfg: KubeletConfiguration) -> anyhow::Result<()> {
         None => tracing::info!("container log rotation is off (negative containerLogMaxSize)"),
     }
 
-    let thresholds = core_kubelet::eviction::parse_config(
-        &cfg.eviction_hard,
-        &cfg.eviction_soft,
-        &cfg.eviction_soft_grace_period,
-        &cfg.eviction_minimum_reclaim,
-    )
-    .map_err(anyhow::Error::msg)?;
     let reclaimer = core_kubelet::gc::DiskReclaimer {
         containers: container_gc,
         images: image_gc,
@@ -386,9 +379,7 @@ pub async fn run(cfg: KubeletConfiguration) -> anyhow::Result<()> {
         sources_ready: sources_ready.clone(),
     };
     let eviction = core_kubelet::eviction::EvictionManager::new(
-        thresholds,
-        cfg.eviction_pressure_transition_period,
-        i64::from(cfg.eviction_max_pod_grace_period),
+        core_kubelet::eviction::EvictionConfig::from_config(&cfg).map_err(anyhow::Error::msg)?,
         host.stats.clone(),
         Arc::new(reclaimer),
         Arc::new(core_kubelet::kubelet::KubeletEvictor { kubelet: kubelet.clone(), workers: workers.clone() }),

@@ -767,12 +767,7 @@ impl KubeletConfiguration {
         }
         if let Err(e) = crate::node_allocatable::parse_thresholds(&self.eviction_hard) {
             errs.push(format!("evictionHard (--eviction-hard): {e}"));
-        } else if let Err(e) = crate::eviction::parse_config(
-            &self.eviction_hard,
-            &self.eviction_soft,
-            &self.eviction_soft_grace_period,
-            &self.eviction_minimum_reclaim,
-        ) {
+        } else if let Err(e) = crate::eviction::EvictionConfig::from_config(self) {
             errs.push(format!("eviction thresholds: {e}"));
         }
         if errs.is_empty() { Ok(()) } else { Err(ConfigError::Invalid(errs)) }
